@@ -1,0 +1,292 @@
+"""Gradient verification: hand-written backward vs `jax.grad` and finite differences.
+
+`check_gradients` works on any network and loss, user-defined layers included.
+`CASES` is the one registry of built-in layers, losses and tutorial architectures
+that both the test suite and `python -m jnet.gradcheck` run over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jnet import init as initializers
+from jnet import layers as L
+from jnet.layers import Layer, Params, Shape
+from jnet.losses import (
+    Loss,
+    mean_squared_error,
+    sigmoid_binary_cross_entropy,
+    softmax_cross_entropy,
+)
+from jnet.network import loss_and_grads, serial
+
+# dtype -> (max relative error vs jax.grad, finite-difference tolerance, step).
+# The finite-difference tolerances are jax.test_util.check_grads' defaults.
+TOLERANCES = {
+    "float64": (1e-10, 1e-5, 1e-4),
+    "float32": (1e-5, 2e-3, 1e-2),
+    "bfloat16": (2e-2, 1e-1, 1e-1),
+}
+
+
+class Row(NamedTuple):
+    """One parameter leaf (or `x`, the input) of one checked network."""
+
+    case: str
+    leaf: str
+    abs_err: float  # max |hand - jax.grad|
+    rel_err: float  # max |hand - jax.grad| / max |jax.grad|
+    fd_err: float  # |<hand, v> - central difference along v| / |central difference|
+    passed: bool
+
+
+class GradientCheckError(ValueError):
+    """A hand-written gradient disagrees with jax.grad or finite differences."""
+
+
+class GradientReport(NamedTuple):
+    rows: list[Row]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    def table(self) -> str:
+        head = f"{'case':<34} {'leaf':<10} {'abs err':>9} {'rel err':>9} {'fd err':>9}  verdict"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            lines.append(
+                f"{r.case:<34} {r.leaf:<10} {r.abs_err:>9.1e} {r.rel_err:>9.1e} "
+                f"{r.fd_err:>9.1e}  {'ok' if r.passed else 'FAIL'}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _leaf_name(path) -> str:
+    parts = []
+    for p in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(p, attr):
+                parts.append(str(getattr(p, attr)))
+                break
+    return ".".join(parts) or "params"
+
+
+def check_gradients(
+    net: Layer,
+    loss: Loss,
+    params: Params,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    key: Any = None,
+    name: str = "net",
+    rtol: float | None = None,
+    fd_tol: float | None = None,
+    fd_eps: float | None = None,
+    seed: int = 0,
+    raise_on_failure: bool = True,
+) -> GradientReport:
+    """Checks `net.backward` + `loss.backward` for every parameter leaf and for dx.
+
+    The reference is `jax.grad` of the pure forward pass (no custom_vjp on that
+    path), and a central difference of the loss along a random direction of each
+    leaf, as `jax.test_util.check_grads` does. Tolerances default by dtype
+    (`TOLERANCES`); float64 is the meaningful check.
+
+    Returns:
+      A `GradientReport` (print it for a table).
+    Raises:
+      GradientCheckError naming the first failing leaf, if `raise_on_failure`.
+    """
+    x = jnp.asarray(x)
+    dtype = jnp.result_type(*jax.tree.leaves(params), x) if jax.tree.leaves(params) else x.dtype
+    d_rtol, d_fd_tol, d_eps = TOLERANCES.get(jnp.dtype(dtype).name, TOLERANCES["float32"])
+    rtol, fd_tol, fd_eps = rtol or d_rtol, fd_tol or d_fd_tol, fd_eps or d_eps
+
+    def value(p, x):
+        return loss.forward(net.forward(p, x, key=key)[0], y)[0]
+
+    _, hand_p, hand_x = jax.jit(lambda p, x: loss_and_grads(net, loss)(p, x, y, key=key))(params, x)
+    with_x = jnp.issubdtype(x.dtype, jnp.floating)
+    ref_p, ref_x = jax.jit(jax.grad(value, argnums=(0, 1) if with_x else 0))(params, x) if with_x \
+        else (jax.jit(jax.grad(value))(params, x), None)
+
+    if jax.tree.structure(hand_p) != jax.tree.structure(ref_p):
+        raise GradientCheckError(
+            f"{name}: backward returned dparams with structure {jax.tree.structure(hand_p)}, "
+            f"expected that of params, {jax.tree.structure(ref_p)}"
+        )
+    value_jit = jax.jit(value)
+    rng = np.random.default_rng(seed)
+
+    def row(leaf, hand, ref, perturb):
+        hand, ref = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
+        if hand.shape != ref.shape:
+            raise GradientCheckError(f"{name}: gradient of {leaf} has shape {hand.shape}, expected {ref.shape}")
+        abs_err = float(np.max(np.abs(hand - ref), initial=0.0))
+        rel_err = abs_err / max(float(np.max(np.abs(ref), initial=0.0)), np.finfo(np.float64).tiny)
+        # A unit direction keeps each entry's step tiny, so ReLU kinks are rarely crossed.
+        v = rng.standard_normal(hand.shape)
+        v /= max(np.linalg.norm(v), np.finfo(np.float64).tiny)
+        fd = (float(value_jit(*perturb(fd_eps * v))) - float(value_jit(*perturb(-fd_eps * v)))) / (
+            2 * fd_eps
+        )
+        analytic = float(np.sum(hand * v))
+        fd_err = abs(analytic - fd) / max(abs(fd), np.finfo(np.float64).tiny)
+        fd_ok = abs(analytic - fd) <= fd_tol + fd_tol * abs(fd)
+        return Row(name, leaf, abs_err, rel_err, fd_err, bool(rel_err <= rtol and fd_ok))
+
+    rows = []
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    hand_leaves, ref_leaves = jax.tree.leaves(hand_p), jax.tree.leaves(ref_p)
+    for i, (path, leaf) in enumerate(flat):
+
+        def perturb(delta, i=i, leaf=leaf):
+            leaves = [p for _, p in flat]
+            leaves[i] = leaf + jnp.asarray(delta, leaf.dtype)
+            return jax.tree.unflatten(treedef, leaves), x
+
+        rows.append(row(_leaf_name(path), hand_leaves[i], ref_leaves[i], perturb))
+    if with_x:
+        rows.append(row("x", hand_x, ref_x, lambda delta: (params, x + jnp.asarray(delta, x.dtype))))
+
+    report = GradientReport(rows)
+    if raise_on_failure and not report.ok:
+        bad = next(r for r in rows if not r.passed)
+        raise GradientCheckError(
+            f"{name}: gradient of leaf '{bad.leaf}' is wrong: rel err {bad.rel_err:.2e} vs "
+            f"jax.grad (tol {rtol:.0e}), {bad.fd_err:.2e} vs finite differences (tol {fd_tol:.0e})"
+            f"\n{report.table()}"
+        )
+    return report
+
+
+# ---- the registry ----------------------------------------------------------------
+
+
+def _labels(key, out_shape, dtype):
+    return jax.random.randint(key, out_shape[:-1], 0, out_shape[-1])
+
+
+def _onehot(key, out_shape, dtype):
+    return jax.nn.one_hot(_labels(key, out_shape, dtype), out_shape[-1], dtype=dtype)
+
+
+def _binary(key, out_shape, dtype):
+    return jax.random.bernoulli(key, 0.5, out_shape[:1]).astype(dtype)  # (N,), outputs (N, 1)
+
+
+def _regression(key, out_shape, dtype):
+    return jax.random.normal(key, out_shape, dtype)
+
+
+class Case(NamedTuple):
+    """A network, its loss, an input shape and how to draw targets for its outputs."""
+
+    net: Callable[[], Layer]
+    loss: Loss
+    input_shape: Shape
+    targets: Callable[[jax.Array, Shape, Any], jax.Array]
+    uses_key: bool = False  # pass a dropout key to forward
+
+
+def _mlp(sizes, activation):
+    # Random biases: with zero biases a layer after all-dead ReLUs sits exactly on a kink,
+    # where finite differences and any subgradient disagree.
+    layers = []
+    for n in sizes:
+        layers += [L.dense(n, b_init=initializers.normal(0.1)), activation()]
+    return serial(*layers[:-1])
+
+
+CASES: dict[str, Case] = {
+    # Layers (through MSE against random targets).
+    "dense": Case(lambda: L.dense(5), mean_squared_error, (4, 6), _regression),
+    "relu": Case(L.relu, mean_squared_error, (4, 6), _regression),
+    "leaky_relu": Case(lambda: L.leaky_relu(0.1), mean_squared_error, (4, 6), _regression),
+    "sigmoid": Case(L.sigmoid, mean_squared_error, (4, 6), _regression),
+    "tanh": Case(L.tanh, mean_squared_error, (4, 6), _regression),
+    "softmax": Case(L.softmax, mean_squared_error, (4, 6), _regression),
+    "flatten": Case(L.flatten, mean_squared_error, (4, 2, 3), _regression),
+    "dropout": Case(lambda: L.dropout(0.3), mean_squared_error, (4, 6), _regression, True),
+    # Losses (on an identity network, so dx is the loss gradient).
+    "softmax_cross_entropy[labels]": Case(serial, softmax_cross_entropy, (6, 5), _labels),
+    "softmax_cross_entropy[one-hot]": Case(serial, softmax_cross_entropy, (6, 5), _onehot),
+    "sigmoid_binary_cross_entropy": Case(serial, sigmoid_binary_cross_entropy, (6, 1), _binary),
+    "mean_squared_error": Case(serial, mean_squared_error, (6, 3), _regression),
+    # Networks that mix them, and the tutorials' architectures (reduced input where large).
+    "mixed": Case(
+        lambda: serial(
+            L.flatten(), L.dense(7), L.tanh(), L.dropout(0.25), L.dense(6), L.leaky_relu(0.1),
+            L.dense(5), L.sigmoid(), serial(L.dense(4), L.softmax()), L.dense(3),
+        ),
+        softmax_cross_entropy, (5, 2, 4), _labels, True,
+    ),
+    "t000 784-512-10 relu": Case(
+        lambda: _mlp([512, 10], L.relu), softmax_cross_entropy, (8, 784), _labels
+    ),
+    "t002 [192,5,5,1] tanh": Case(
+        lambda: _mlp([5, 5, 1], L.tanh), sigmoid_binary_cross_entropy, (8, 192), _binary
+    ),
+    "t002 [192,5,5,1] relu": Case(
+        lambda: _mlp([5, 5, 1], L.relu), sigmoid_binary_cross_entropy, (8, 192), _binary
+    ),
+    "t004 xor 2-3-1 sigmoid": Case(
+        lambda: _mlp([3, 1], L.sigmoid), mean_squared_error, (4, 2), _regression
+    ),
+    "t004 784-100-200-10 relu": Case(
+        lambda: _mlp([100, 200, 10], L.relu), softmax_cross_entropy, (8, 784), _labels
+    ),
+}
+
+
+def case_inputs(case: Case, dtype: Any = jnp.float64, seed: int = 0):
+    """Draws `(net, params, x, y, key)` for a registry case, in `dtype`."""
+    net = case.net()
+    k_init, k_x, k_y, k_drop = jax.random.split(jax.random.key(seed), 4)
+    out_shape, params = net.init(k_init, case.input_shape)
+    params = jax.tree.map(lambda p: p.astype(dtype), params)
+    x = jax.random.normal(k_x, case.input_shape, dtype)
+    y = case.targets(k_y, out_shape, dtype)
+    return net, params, x, y, (k_drop if case.uses_key else None)
+
+
+def check_case(name: str, dtype: Any = jnp.float64, **kwargs) -> GradientReport:
+    """Runs `check_gradients` on one registry case."""
+    case = CASES[name]
+    net, params, x, y, key = case_inputs(case, dtype)
+    return check_gradients(net, case.loss, params, x, y, key=key, name=name, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Check every built-in layer, loss and tutorial architecture's hand-written "
+        "gradient against jax.grad and finite differences."
+    )
+    parser.add_argument("--dtype", default="float64", choices=sorted(TOLERANCES))
+    parser.add_argument("cases", nargs="*", help=f"default: all of {', '.join(CASES)}")
+    args = parser.parse_args(argv)
+    jax.config.update("jax_enable_x64", True)
+    rows = []
+    for name in args.cases or CASES:
+        rows += check_case(name, jnp.dtype(args.dtype), raise_on_failure=False).rows
+    report = GradientReport(rows)
+    print(report.table())
+    failed = sum(not r.passed for r in rows)
+    print(f"\n{len(rows) - failed} passed, {failed} failed ({args.dtype})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Weight and bias initializers: `init_fn(key, shape, dtype) -> array`.
+
+Plain (untruncated) normals, as the tutorials draw them with `np.random.randn`;
+`jax.nn.initializers` truncates its Glorot/He normals, which would not reproduce them.
+A weight matrix has shape `(fan_in, fan_out)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+Initializer = Callable[..., jax.Array]
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) < 2:
+        raise ValueError(f"fan-based initializers need a weight shape (fan_in, fan_out); got {shape}")
+    return shape[0], shape[-1]
+
+
+def zeros() -> Initializer:
+    """All zeros (the usual bias init)."""
+    return lambda key, shape, dtype=float: jnp.zeros(shape, dtype)
+
+
+def normal(stddev: float = 0.01) -> Initializer:
+    """`stddev * randn`: the tutorials' `np.random.randn(...) * 0.01`."""
+    return lambda key, shape, dtype=float: stddev * jax.random.normal(key, shape, dtype)
+
+
+def uniform(low: float = -0.5, high: float = 0.5) -> Initializer:
+    """U(low, high): tutorial 003's `np.random.rand(...) - 0.5`."""
+    return lambda key, shape, dtype=float: jax.random.uniform(key, shape, dtype, low, high)
+
+
+def _scaled_normal(scale: Callable[[int, int], float]) -> Initializer:
+    def init(key, shape, dtype=float):
+        fan_in, fan_out = _fans(shape)
+        return scale(fan_in, fan_out) * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def glorot_normal() -> Initializer:
+    """randn * sqrt(2 / (fan_in + fan_out)) (tutorial 004's Glorot init)."""
+    return _scaled_normal(lambda fan_in, fan_out: (2.0 / (fan_in + fan_out)) ** 0.5)
+
+
+def he_normal() -> Initializer:
+    """randn * sqrt(2 / fan_in), for ReLU networks."""
+    return _scaled_normal(lambda fan_in, fan_out: (2.0 / fan_in) ** 0.5)
+
+
+def lecun_normal() -> Initializer:
+    """randn / sqrt(fan_in) (the deep-learning course's L-layer init)."""
+    return _scaled_normal(lambda fan_in, fan_out: fan_in**-0.5)

@@ -1,0 +1,153 @@
+"""Losses with hand-written backward passes; each value is a mean over the batch.
+
+A `Loss` is a pair of pure functions, and also callable: `loss(outputs, targets)`
+returns the value through a `jax.custom_vjp`, so `jax.grad` uses `loss.backward`.
+Targets are treated as constants (they get no gradient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jnet.layers import check_float
+
+
+class Loss(NamedTuple):
+    """Two pure functions, named.
+
+    Attributes:
+      forward: `(outputs, targets) -> (value, cache)`; `value` is a scalar mean over the batch.
+      backward: `cache -> doutputs`, the gradient of `value` with respect to `outputs`.
+    """
+
+    forward: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
+    backward: Callable[[Any], jax.Array]
+
+    def __call__(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+        return _differentiable(self)(outputs, targets)
+
+
+def _differentiable(loss: Loss):
+    @jax.custom_vjp
+    def f(outputs, targets):
+        return loss.forward(outputs, targets)[0]
+
+    def f_fwd(outputs, targets):
+        value, cache = loss.forward(outputs, targets)
+        return value, cache
+
+    def f_bwd(cache, g):
+        return g * loss.backward(cache), None
+
+    f.defvjp(f_fwd, f_bwd)
+    return f
+
+
+def _targets_like(name: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    """Float targets of the outputs' shape; (N,) and (N, 1) are interchangeable."""
+    if targets.shape != outputs.shape and targets.size == outputs.size and (
+        targets.shape[:1] == outputs.shape[:1]
+    ):
+        targets = targets.reshape(outputs.shape)
+    if targets.shape != outputs.shape:
+        raise ValueError(
+            f"{name}: targets of shape {targets.shape} do not match outputs of shape "
+            f"{outputs.shape}" + _batch_hint(outputs, targets)
+        )
+    return targets.astype(outputs.dtype)
+
+
+def _batch_hint(outputs, targets) -> str:
+    if outputs.ndim and targets.ndim and outputs.shape[0] != targets.shape[0]:
+        return f" (batch sizes differ: {outputs.shape[0]} outputs, {targets.shape[0]} targets)"
+    return ""
+
+
+def _softmax_ce_forward(logits, targets):
+    name = "softmax_cross_entropy"
+    check_float(name, logits, "logits")
+    if logits.ndim < 1:
+        raise ValueError(f"{name}: logits must have shape (..., classes); got {logits.shape}")
+    targets = jnp.asarray(targets)
+    if jnp.issubdtype(targets.dtype, jnp.integer):
+        if targets.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"{name}: integer labels of shape {targets.shape} do not match logits of shape "
+                f"{logits.shape}; expected labels of shape {logits.shape[:-1]}"
+                + _batch_hint(logits, targets)
+            )
+        onehot = (targets[..., None] == jnp.arange(logits.shape[-1])).astype(logits.dtype)
+    elif jnp.issubdtype(targets.dtype, jnp.floating):
+        if targets.shape == logits.shape[:-1]:
+            raise ValueError(
+                f"{name}: got float labels of shape {targets.shape} (dtype {targets.dtype}); pass "
+                f"integer class labels, or one-hot targets of shape {logits.shape}"
+            )
+        if targets.shape != logits.shape:
+            raise ValueError(
+                f"{name}: one-hot targets of shape {targets.shape} do not match logits of shape "
+                f"{logits.shape}" + _batch_hint(logits, targets)
+            )
+        onehot = targets.astype(logits.dtype)
+    else:
+        raise ValueError(f"{name}: targets must be integer labels or float one-hot; got {targets.dtype}")
+    logp = jax.nn.log_softmax(logits, axis=-1)  # stable for logits of +-1e4
+    value = -jnp.sum(onehot * logp) / _batch_size(logp)
+    return value, (logp, onehot)
+
+
+def _batch_size(logits):
+    return logits.size // logits.shape[-1]
+
+
+def _softmax_ce_backward(cache):
+    logp, onehot = cache
+    return (jnp.exp(logp) - onehot) / _batch_size(logp)
+
+
+softmax_cross_entropy = Loss(_softmax_ce_forward, _softmax_ce_backward)
+"""Cross entropy of softmax(logits) against integer labels `(N,)` or one-hot `(N, C)`.
+
+Shapes: logits `(N, C)`; value = mean over N of `-log softmax(logits)[label]`.
+"""
+
+
+def _sigmoid_bce_forward(logits, targets):
+    name = "sigmoid_binary_cross_entropy"
+    check_float(name, logits, "logits")
+    targets = _targets_like(name, logits, jnp.asarray(targets))
+    # softplus(z) - z t, with softplus = logaddexp(z, 0): finite for logits of +-1e4 and
+    # smooth at z = 0 (a max/abs form would give autodiff a kink there).
+    per_unit = jax.nn.softplus(logits) - logits * targets
+    return jnp.mean(per_unit), (logits, targets)
+
+
+def _sigmoid_bce_backward(cache):
+    logits, targets = cache
+    return (jax.nn.sigmoid(logits) - targets) / logits.size
+
+
+sigmoid_binary_cross_entropy = Loss(_sigmoid_bce_forward, _sigmoid_bce_backward)
+"""Binary cross entropy of sigmoid(logits) against 0/1 targets.
+
+Shapes: logits `(N, 1)` or `(N,)`, targets `(N,)` or `(N, 1)`; value = mean over all units.
+"""
+
+
+def _mse_forward(outputs, targets):
+    name = "mean_squared_error"
+    check_float(name, outputs, "outputs")
+    diff = outputs - _targets_like(name, outputs, jnp.asarray(targets))
+    return jnp.mean(diff * diff), diff
+
+
+def _mse_backward(diff):
+    return 2.0 * diff / diff.size
+
+
+mean_squared_error = Loss(_mse_forward, _mse_backward)
+"""Mean over all elements of `(outputs - targets) ** 2`. Shapes: outputs and targets `(N, D)`."""

@@ -1,0 +1,116 @@
+"""Networks: `serial` composes layers into a layer; `apply` and `value_and_grad` run it.
+
+A network is a `Layer`, so it nests, and its backward is the chain of its layers'
+hand-written backwards: JAX never differentiates the forward pass on these paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from jnet.layers import Layer, Params
+from jnet.losses import Loss
+
+
+def _split(key, n):
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+def serial(*layers: Layer) -> Layer:
+    """Chains layers: `serial(dense(512), relu(), dense(10))`. `serial()` is the identity.
+
+    Params and caches are tuples with one entry per layer; one key is split among them.
+    A ValueError raised by a layer is prefixed with its position, e.g. `serial[2]: ...`.
+    """
+
+    def init(key, input_shape):
+        params = []
+        shape = tuple(input_shape)
+        for i, (layer, k) in enumerate(zip(layers, jax.random.split(key, max(len(layers), 1)))):
+            shape, p = _at(i, layer.init, k, shape)
+            params.append(p)
+        return shape, tuple(params)
+
+    def forward(params, x, *, key=None):
+        if len(params) != len(layers):
+            raise ValueError(
+                f"serial: got params for {len(params)} layers but the network has {len(layers)}"
+            )
+        caches = []
+        for i, (layer, p, k) in enumerate(zip(layers, params, _split(key, len(layers)))):
+            x, cache = _at(i, layer.forward, p, x, key=k)
+            caches.append(cache)
+        return x, tuple(caches)
+
+    def backward(params, caches, dy):
+        grads = [None] * len(layers)
+        for i in reversed(range(len(layers))):
+            grads[i], dy = layers[i].backward(params[i], caches[i], dy)
+        return tuple(grads), dy
+
+    return Layer(init, forward, backward)
+
+
+def _at(i, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        raise ValueError(f"serial[{i}]: {e}") from None
+
+
+def apply(net: Layer) -> Callable[..., jax.Array]:
+    """Returns `f(params, x, *, key=None) -> y` whose VJP is `net.backward`.
+
+    `jax.grad`, `jax.vjp`, `jit` and `vmap` of `f` use the hand-written backward
+    (wired with `jax.custom_vjp`). Reverse mode only: `jax.jvp` of `f` raises.
+    """
+
+    @jax.custom_vjp
+    def f(params, x, key):
+        return net.forward(params, x, key=key)[0]
+
+    def f_fwd(params, x, key):
+        y, cache = net.forward(params, x, key=key)
+        return y, (params, cache)  # residuals for f_bwd
+
+    def f_bwd(residuals, dy):
+        params, cache = residuals
+        dparams, dx = net.backward(params, cache, dy)
+        return dparams, dx, None  # the key gets no cotangent
+
+    f.defvjp(f_fwd, f_bwd)
+
+    def applied(params: Params, x: jax.Array, *, key: Any = None) -> jax.Array:
+        return f(params, x, key)
+
+    return applied
+
+
+def loss_and_grads(net: Layer, loss: Loss) -> Callable[..., tuple[jax.Array, Params, jax.Array]]:
+    """Returns `f(params, x, y, *, key=None) -> (loss_value, dparams, dx)`, hand-written only."""
+
+    def f(params, x, y, *, key=None):
+        outputs, cache = net.forward(params, x, key=key)
+        value, loss_cache = loss.forward(outputs, y)
+        dparams, dx = net.backward(params, cache, loss.backward(loss_cache))
+        return value, dparams, dx
+
+    return f
+
+
+def value_and_grad(net: Layer, loss: Loss) -> Callable[..., tuple[jax.Array, Params]]:
+    """Returns `f(params, x, y, *, key=None) -> (loss_value, grads)`.
+
+    Computed with the hand-written backward passes only (no autodiff). Under `jit`,
+    XLA drops the unused gradient with respect to the input.
+    """
+    grads = loss_and_grads(net, loss)
+
+    def f(params, x, y, *, key=None):
+        value, dparams, _ = grads(params, x, y, key=key)
+        return value, dparams
+
+    return f
