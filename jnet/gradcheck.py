@@ -119,8 +119,11 @@ def check_gradients(
 
     _, hand_p, hand_x = jax.jit(lambda p, x: loss_and_grads(net, loss)(p, x, y, key=key))(params, x)
     with_x = jnp.issubdtype(x.dtype, jnp.floating)
-    ref_p, ref_x = jax.jit(jax.grad(value, argnums=(0, 1) if with_x else 0))(params, x) if with_x \
+    ref_p, ref_x = (
+        jax.jit(jax.grad(value, argnums=(0, 1) if with_x else 0))(params, x)
+        if with_x
         else (jax.jit(jax.grad(value))(params, x), None)
+    )
 
     if jax.tree.structure(hand_p) != jax.tree.structure(ref_p):
         raise GradientCheckError(
@@ -133,7 +136,9 @@ def check_gradients(
     def row(leaf, hand, ref, perturb):
         hand, ref = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
         if hand.shape != ref.shape:
-            raise GradientCheckError(f"{name}: gradient of {leaf} has shape {hand.shape}, expected {ref.shape}")
+            raise GradientCheckError(
+                f"{name}: gradient of {leaf} has shape {hand.shape}, expected {ref.shape}"
+            )
         abs_err = float(np.max(np.abs(hand - ref), initial=0.0))
         rel_err = abs_err / max(float(np.max(np.abs(ref), initial=0.0)), np.finfo(np.float64).tiny)
         # A unit direction keeps each entry's step tiny, so ReLU kinks are rarely crossed.
@@ -159,7 +164,9 @@ def check_gradients(
 
         rows.append(row(_leaf_name(path), hand_leaves[i], ref_leaves[i], perturb))
     if with_x:
-        rows.append(row("x", hand_x, ref_x, lambda delta: (params, x + jnp.asarray(delta, x.dtype))))
+        rows.append(
+            row("x", hand_x, ref_x, lambda delta: (params, x + jnp.asarray(delta, x.dtype)))
+        )
 
     report = GradientReport(rows)
     if raise_on_failure and not report.ok:
@@ -228,10 +235,21 @@ CASES: dict[str, Case] = {
     # Networks that mix them, and the tutorials' architectures (reduced input where large).
     "mixed": Case(
         lambda: serial(
-            L.flatten(), L.dense(7), L.tanh(), L.dropout(0.25), L.dense(6), L.leaky_relu(0.1),
-            L.dense(5), L.sigmoid(), serial(L.dense(4), L.softmax()), L.dense(3),
+            L.flatten(),
+            L.dense(7),
+            L.tanh(),
+            L.dropout(0.25),
+            L.dense(6),
+            L.leaky_relu(0.1),
+            L.dense(5),
+            L.sigmoid(),
+            serial(L.dense(4), L.softmax()),
+            L.dense(3),
         ),
-        softmax_cross_entropy, (5, 2, 4), _labels, True,
+        softmax_cross_entropy,
+        (5, 2, 4),
+        _labels,
+        True,
     ),
     "t000 784-512-10 relu": Case(
         lambda: _mlp([512, 10], L.relu), softmax_cross_entropy, (8, 784), _labels

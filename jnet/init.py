@@ -17,7 +17,9 @@ Initializer = Callable[..., jax.Array]
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
     if len(shape) < 2:
-        raise ValueError(f"fan-based initializers need a weight shape (fan_in, fan_out); got {shape}")
+        raise ValueError(
+            f"fan-based initializers need a weight shape (fan_in, fan_out); got {shape}"
+        )
     return shape[0], shape[-1]
 
 

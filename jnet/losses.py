@@ -49,8 +49,10 @@ def _differentiable(loss: Loss):
 
 def _targets_like(name: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
     """Float targets of the outputs' shape; (N,) and (N, 1) are interchangeable."""
-    if targets.shape != outputs.shape and targets.size == outputs.size and (
-        targets.shape[:1] == outputs.shape[:1]
+    if (
+        targets.shape != outputs.shape
+        and targets.size == outputs.size
+        and (targets.shape[:1] == outputs.shape[:1])
     ):
         targets = targets.reshape(outputs.shape)
     if targets.shape != outputs.shape:
@@ -94,7 +96,9 @@ def _softmax_ce_forward(logits, targets):
             )
         onehot = targets.astype(logits.dtype)
     else:
-        raise ValueError(f"{name}: targets must be integer labels or float one-hot; got {targets.dtype}")
+        raise ValueError(
+            f"{name}: targets must be integer labels or float one-hot; got {targets.dtype}"
+        )
     logp = jax.nn.log_softmax(logits, axis=-1)  # stable for logits of +-1e4
     value = -jnp.sum(onehot * logp) / _batch_size(logp)
     return value, (logp, onehot)

@@ -29,7 +29,9 @@ def serial(*layers: Layer) -> Layer:
     def init(key, input_shape):
         params = []
         shape = tuple(input_shape)
-        for i, (layer, k) in enumerate(zip(layers, jax.random.split(key, max(len(layers), 1)))):
+        for i, (layer, k) in enumerate(
+            zip(layers, jax.random.split(key, max(len(layers), 1))[: len(layers)], strict=True)
+        ):
             shape, p = _at(i, layer.init, k, shape)
             params.append(p)
         return shape, tuple(params)
@@ -40,7 +42,9 @@ def serial(*layers: Layer) -> Layer:
                 f"serial: got params for {len(params)} layers but the network has {len(layers)}"
             )
         caches = []
-        for i, (layer, p, k) in enumerate(zip(layers, params, _split(key, len(layers)))):
+        for i, (layer, p, k) in enumerate(
+            zip(layers, params, _split(key, len(layers)), strict=True)
+        ):
             x, cache = _at(i, layer.forward, p, x, key=k)
             caches.append(cache)
         return x, tuple(caches)
