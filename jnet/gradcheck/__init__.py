@@ -1,31 +1,21 @@
 """Gradient verification: hand-written backward vs `jax.grad` and finite differences.
 
 `check_gradients` works on any network and loss, user-defined layers included.
-`CASES` is the one registry of built-in layers, losses and tutorial architectures
-that both the test suite and `python -m jnet.gradcheck` run over.
+`jnet.gradcheck.registry.CASES` is the one registry of built-in layers, losses and
+tutorial architectures that both the test suite and `python -m jnet.gradcheck` run over.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet import init as initializers
-from jnet import layers as L
-from jnet.layers import Layer, Params, Shape
-from jnet.losses import (
-    Loss,
-    mean_squared_error,
-    sigmoid_binary_cross_entropy,
-    softmax_cross_entropy,
-)
-from jnet.network import loss_and_grads, serial
+from jnet.layers import Layer, Params
+from jnet.losses import Loss
+from jnet.network import loss_and_grads
 
 # dtype -> (max relative error vs jax.grad, finite-difference tolerance, step).
 # The finite-difference tolerances are jax.test_util.check_grads' defaults.
@@ -177,134 +167,3 @@ def check_gradients(
             f"\n{report.table()}"
         )
     return report
-
-
-# ---- the registry ----------------------------------------------------------------
-
-
-def _labels(key, out_shape, dtype):
-    return jax.random.randint(key, out_shape[:-1], 0, out_shape[-1])
-
-
-def _onehot(key, out_shape, dtype):
-    return jax.nn.one_hot(_labels(key, out_shape, dtype), out_shape[-1], dtype=dtype)
-
-
-def _binary(key, out_shape, dtype):
-    return jax.random.bernoulli(key, 0.5, out_shape[:1]).astype(dtype)  # (N,), outputs (N, 1)
-
-
-def _regression(key, out_shape, dtype):
-    return jax.random.normal(key, out_shape, dtype)
-
-
-class Case(NamedTuple):
-    """A network, its loss, an input shape and how to draw targets for its outputs."""
-
-    net: Callable[[], Layer]
-    loss: Loss
-    input_shape: Shape
-    targets: Callable[[jax.Array, Shape, Any], jax.Array]
-    uses_key: bool = False  # pass a dropout key to forward
-
-
-def _mlp(sizes, activation):
-    # Random biases: with zero biases a layer after all-dead ReLUs sits exactly on a kink,
-    # where finite differences and any subgradient disagree.
-    layers = []
-    for n in sizes:
-        layers += [L.dense(n, b_init=initializers.normal(0.1)), activation()]
-    return serial(*layers[:-1])
-
-
-CASES: dict[str, Case] = {
-    # Layers (through MSE against random targets).
-    "dense": Case(lambda: L.dense(5), mean_squared_error, (4, 6), _regression),
-    "relu": Case(L.relu, mean_squared_error, (4, 6), _regression),
-    "leaky_relu": Case(lambda: L.leaky_relu(0.1), mean_squared_error, (4, 6), _regression),
-    "sigmoid": Case(L.sigmoid, mean_squared_error, (4, 6), _regression),
-    "tanh": Case(L.tanh, mean_squared_error, (4, 6), _regression),
-    "softmax": Case(L.softmax, mean_squared_error, (4, 6), _regression),
-    "flatten": Case(L.flatten, mean_squared_error, (4, 2, 3), _regression),
-    "dropout": Case(lambda: L.dropout(0.3), mean_squared_error, (4, 6), _regression, True),
-    # Losses (on an identity network, so dx is the loss gradient).
-    "softmax_cross_entropy[labels]": Case(serial, softmax_cross_entropy, (6, 5), _labels),
-    "softmax_cross_entropy[one-hot]": Case(serial, softmax_cross_entropy, (6, 5), _onehot),
-    "sigmoid_binary_cross_entropy": Case(serial, sigmoid_binary_cross_entropy, (6, 1), _binary),
-    "mean_squared_error": Case(serial, mean_squared_error, (6, 3), _regression),
-    # Networks that mix them, and the tutorials' architectures (reduced input where large).
-    "mixed": Case(
-        lambda: serial(
-            L.flatten(),
-            L.dense(7),
-            L.tanh(),
-            L.dropout(0.25),
-            L.dense(6),
-            L.leaky_relu(0.1),
-            L.dense(5),
-            L.sigmoid(),
-            serial(L.dense(4), L.softmax()),
-            L.dense(3),
-        ),
-        softmax_cross_entropy,
-        (5, 2, 4),
-        _labels,
-        True,
-    ),
-    "t000 784-512-10 relu": Case(
-        lambda: _mlp([512, 10], L.relu), softmax_cross_entropy, (8, 784), _labels
-    ),
-    "t002 [192,5,5,1] tanh": Case(
-        lambda: _mlp([5, 5, 1], L.tanh), sigmoid_binary_cross_entropy, (8, 192), _binary
-    ),
-    "t002 [192,5,5,1] relu": Case(
-        lambda: _mlp([5, 5, 1], L.relu), sigmoid_binary_cross_entropy, (8, 192), _binary
-    ),
-    "t004 xor 2-3-1 sigmoid": Case(
-        lambda: _mlp([3, 1], L.sigmoid), mean_squared_error, (4, 2), _regression
-    ),
-    "t004 784-100-200-10 relu": Case(
-        lambda: _mlp([100, 200, 10], L.relu), softmax_cross_entropy, (8, 784), _labels
-    ),
-}
-
-
-def case_inputs(case: Case, dtype: Any = jnp.float64, seed: int = 0):
-    """Draws `(net, params, x, y, key)` for a registry case, in `dtype`."""
-    net = case.net()
-    k_init, k_x, k_y, k_drop = jax.random.split(jax.random.key(seed), 4)
-    out_shape, params = net.init(k_init, case.input_shape)
-    params = jax.tree.map(lambda p: p.astype(dtype), params)
-    x = jax.random.normal(k_x, case.input_shape, dtype)
-    y = case.targets(k_y, out_shape, dtype)
-    return net, params, x, y, (k_drop if case.uses_key else None)
-
-
-def check_case(name: str, dtype: Any = jnp.float64, **kwargs) -> GradientReport:
-    """Runs `check_gradients` on one registry case."""
-    case = CASES[name]
-    net, params, x, y, key = case_inputs(case, dtype)
-    return check_gradients(net, case.loss, params, x, y, key=key, name=name, **kwargs)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Check every built-in layer, loss and tutorial architecture's hand-written "
-        "gradient against jax.grad and finite differences."
-    )
-    parser.add_argument("--dtype", default="float64", choices=sorted(TOLERANCES))
-    parser.add_argument("cases", nargs="*", help=f"default: all of {', '.join(CASES)}")
-    args = parser.parse_args(argv)
-    jax.config.update("jax_enable_x64", True)
-    rows = []
-    for name in args.cases or CASES:
-        rows += check_case(name, jnp.dtype(args.dtype), raise_on_failure=False).rows
-    report = GradientReport(rows)
-    print(report.table())
-    failed = sum(not r.passed for r in rows)
-    print(f"\n{len(rows) - failed} passed, {failed} failed ({args.dtype})")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
