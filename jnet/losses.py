@@ -48,12 +48,11 @@ def _differentiable(loss: Loss):
 
 
 def _targets_like(name: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    """Float targets of the outputs' shape; (N,) and (N, 1) are interchangeable."""
-    if (
-        targets.shape != outputs.shape
-        and targets.size == outputs.size
-        and (targets.shape[:1] == outputs.shape[:1])
-    ):
+    """Float targets of the outputs' shape; (N,) and (N, 1) are interchangeable.
+
+    So are () and (1,), the per-example shapes under `jax.vmap`; no other reshape is done.
+    """
+    if targets.shape + (1,) == outputs.shape or targets.shape == outputs.shape + (1,):
         targets = targets.reshape(outputs.shape)
     if targets.shape != outputs.shape:
         raise ValueError(
