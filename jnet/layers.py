@@ -162,12 +162,18 @@ def flatten(ndim: int | None = None) -> Layer:
         axis. Pass it (e.g. `flatten(2)` for 28x28 images) to run under `jax.vmap`,
         where the batch axis is hidden.
     """
+    if ndim is not None and ndim < 1:
+        raise ValueError(f"flatten: ndim is how many trailing axes to merge, >= 1; got {ndim}")
     name = "flatten" if ndim is None else f"flatten({ndim})"
+    need = 2 if ndim is None else ndim  # default: a batch axis plus at least one to merge
 
     def merged(shape):
+        if len(shape) < need:
+            raise ValueError(
+                f"{name}: input has shape {tuple(shape)}; expected at least {need} axes"
+                + (" (batch, features...)" if ndim is None else "")
+            )
         k = len(shape) - 1 if ndim is None else ndim
-        if k < 1 or k > len(shape):
-            raise ValueError(f"{name}: cannot merge {k} trailing axes of shape {tuple(shape)}")
         size = 1
         for d in shape[len(shape) - k :]:
             size *= d
