@@ -1,6 +1,9 @@
 """jnet: neural networks with hand-written forward and backward passes, on JAX."""
 
 from jnet import init as init
+from jnet.evaluation import accuracy as accuracy
+from jnet.evaluation import evaluate as evaluate
+from jnet.evaluation import predict as predict
 from jnet.gradcheck import GradientCheckError as GradientCheckError
 from jnet.gradcheck import GradientReport as GradientReport
 from jnet.gradcheck import check_gradients as check_gradients
@@ -20,5 +23,13 @@ from jnet.losses import softmax_cross_entropy as softmax_cross_entropy
 from jnet.network import apply as apply
 from jnet.network import serial as serial
 from jnet.network import value_and_grad as value_and_grad
+from jnet.train import DivergenceError as DivergenceError
+from jnet.train import TrainState as TrainState
+from jnet.train import fit as fit
+from jnet.train import init_state as init_state
+from jnet.train import l2_penalty as l2_penalty
+from jnet.train import make_step as make_step
+from jnet.train import per_layer as per_layer
+from jnet.train import train_step as train_step
 
 __version__ = "0.1.0"

@@ -93,14 +93,18 @@ def apply(net: Layer) -> Callable[..., jax.Array]:
     return applied
 
 
-def loss_and_grads(net: Layer, loss: Loss) -> Callable[..., tuple[jax.Array, Params, jax.Array]]:
-    """Returns `f(params, x, y, *, key=None) -> (loss_value, dparams, dx)`, hand-written only."""
+def loss_and_grads(net: Layer, loss: Loss) -> Callable[..., tuple]:
+    """Returns `f(params, x, y, *, key=None) -> (loss_value, outputs, dparams, dx)`.
+
+    One forward and one backward pass, hand-written only; `outputs` are the
+    network's (for metrics), `dx` the gradient with respect to the input.
+    """
 
     def f(params, x, y, *, key=None):
         outputs, cache = net.forward(params, x, key=key)
         value, loss_cache = loss.forward(outputs, y)
         dparams, dx = net.backward(params, cache, loss.backward(loss_cache))
-        return value, dparams, dx
+        return value, outputs, dparams, dx
 
     return f
 
@@ -114,7 +118,7 @@ def value_and_grad(net: Layer, loss: Loss) -> Callable[..., tuple[jax.Array, Par
     grads = loss_and_grads(net, loss)
 
     def f(params, x, y, *, key=None):
-        value, dparams, _ = grads(params, x, y, key=key)
+        value, _, dparams, _ = grads(params, x, y, key=key)
         return value, dparams
 
     return f

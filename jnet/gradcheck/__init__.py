@@ -107,7 +107,9 @@ def check_gradients(
     def value(p, x):
         return loss.forward(net.forward(p, x, key=key)[0], y)[0]
 
-    _, hand_p, hand_x = jax.jit(lambda p, x: loss_and_grads(net, loss)(p, x, y, key=key))(params, x)
+    _, _, hand_p, hand_x = jax.jit(lambda p, x: loss_and_grads(net, loss)(p, x, y, key=key))(
+        params, x
+    )
     with_x = jnp.issubdtype(x.dtype, jnp.floating)
     ref_p, ref_x = (
         jax.jit(jax.grad(value, argnums=(0, 1) if with_x else 0))(params, x)

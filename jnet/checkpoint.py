@@ -1,0 +1,134 @@
+"""Checkpoints of the whole training state with orbax-checkpoint.
+
+Orbax writes each checkpoint into a temporary folder and renames it into place when
+complete, so a run killed mid-save leaves the previous checkpoint as the latest. The
+state is stored leaf by leaf and rebuilt on the structure of a freshly made state, so
+optax's NamedTuple states and PRNG keys round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _leaves(state) -> dict[str, Any]:
+    leaves = jax.tree.leaves(state)
+    return {f"{i:04d}": _to_storable(leaf) for i, leaf in enumerate(leaves)}
+
+
+def _to_storable(leaf):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(leaf)  # typed keys are stored as their uint32 data
+    return leaf
+
+
+def _abstract(leaf):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+    sharding = getattr(leaf, "sharding", None)
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint, or one that does not fit the training state."""
+
+
+class Checkpointer:
+    """Saves and restores `(epoch, state, meta)` under `directory/<epoch>/`.
+
+    Args:
+      directory: where checkpoints live (created if missing).
+      max_to_keep: how many of the newest checkpoints to keep.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3):
+        import orbax.checkpoint as ocp  # slow to import: only when checkpointing
+
+        self._ocp = ocp
+        self.directory = pathlib.Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        )
+
+    def epochs(self) -> list[int]:
+        """Epochs with a complete checkpoint, oldest first."""
+        return sorted(self._manager.all_steps(read=True))
+
+    def save(self, epoch: int, state: Any, meta: dict) -> None:
+        """Writes the state (all leaves) and JSON metadata; waits until it is on disk."""
+        bad = [i for i, leaf in enumerate(jax.tree.leaves(state)) if _non_finite(leaf)]
+        if bad:
+            raise CheckpointError(
+                f"refusing to checkpoint epoch {epoch}: leaves {bad} are not finite"
+            )
+        ocp = self._ocp
+        self._manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_leaves(state)), meta=ocp.args.JsonSave(meta)
+            ),
+        )
+        self._manager.wait_until_finished()
+
+    def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
+        """The newest checkpoint that restores cleanly onto the structure of `like`.
+
+        A corrupt or incomplete checkpoint is skipped with a warning naming it, and
+        the one before it is used. Returns None when the directory holds none.
+        """
+        epochs = self.epochs()
+        errors = []
+        for epoch in reversed(epochs):
+            try:
+                return epoch, *self._restore(epoch, like)
+            except Exception as e:  # orbax raises many kinds; each means "unusable"
+                path = self.directory / str(epoch)
+                errors.append(f"{path}: {type(e).__name__}: {e}")
+                warnings.warn(
+                    f"checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {e}); "
+                    "trying the previous one",
+                    stacklevel=2,
+                )
+        if errors:
+            raise CheckpointError("no checkpoint could be restored:\n" + "\n".join(errors))
+        return None
+
+    def _restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
+        ocp = self._ocp
+        leaves, treedef = jax.tree.flatten(like)
+        target = {f"{i:04d}": _abstract(leaf) for i, leaf in enumerate(leaves)}
+        restored = self._manager.restore(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
+            ),
+        )
+        stored = restored["state"]
+        if sorted(stored) != sorted(target):
+            raise CheckpointError(f"it holds {len(stored)} leaves, the state has {len(target)}")
+        new_leaves = []
+        for name, leaf in zip(sorted(target), leaves, strict=True):
+            value = stored[name]
+            if value.shape != target[name].shape:
+                raise CheckpointError(
+                    f"leaf {name} has shape {value.shape}, expected {target[name].shape}"
+                )
+            if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf))
+            new_leaves.append(value)
+        return jax.tree.unflatten(treedef, new_leaves), restored["meta"]
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def _non_finite(leaf) -> bool:
+    if not jax.dtypes.issubdtype(leaf.dtype, np.inexact):
+        return False
+    return not bool(jax.numpy.all(jax.numpy.isfinite(leaf)))
