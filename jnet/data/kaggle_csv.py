@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import warnings
 
 import numpy as np
 
@@ -87,7 +88,11 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             f"(label + {NUM_PIXELS} pixels)",
         )
     try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int32, comments=None, ndmin=2)
+        with warnings.catch_warnings():  # "no data" is reported below, as a DataError
+            warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+            data = np.loadtxt(
+                path, delimiter=",", skiprows=1, dtype=np.int32, comments=None, ndmin=2
+            )
     except ValueError as e:
         raise (_diagnose(path) or file_error(path, str(e))) from None
     if data.shape[0] == 0:
