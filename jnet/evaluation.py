@@ -44,7 +44,10 @@ def evaluate_arrays(net: Layer, loss: Loss, params: Params, x, y, batch_size: in
     """
     n = x.shape[0]
     full = (n // batch_size) * batch_size
-    loss_sum, correct = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
+    # Accumulate in the dtype the sums come in (float64 for float64 params): a fixed
+    # float32 carry would not match the scan body's output type.
+    sums = jax.eval_shape(lambda p, xb, yb: _batch_sums(net, loss, p, xb, yb), params, x[:1], y[:1])
+    loss_sum, correct = (jnp.zeros((), s.dtype) for s in sums)
     if full:
         xb = x[:full].reshape((-1, batch_size) + x.shape[1:])
         yb = y[:full].reshape((-1, batch_size) + y.shape[1:])
