@@ -23,6 +23,16 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
 
+    def do_GET(self):
+        if not self.path.startswith("/short/"):
+            return super().do_GET()
+        # A connection that drops mid-file: promises 1000 bytes, sends 10.
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"\x1f\x8b" + b"\0" * 8)
+        self.close_connection = True
+
 
 @pytest.fixture(scope="module")
 def mirror(data_dir, tmp_path_factory):
@@ -96,6 +106,12 @@ def test_wrong_checksum_discards_download(mirror, tmp_path):
 def test_http_error_names_url(mirror, tmp_path):
     with pytest.raises(DataError, match=r"/nowhere/train-images-idx3-ubyte.gz: .*HTTP 404"):
         data.download_mnist(tmp_path, mirror=mirror + "/nowhere/", files=[NAMES[0]])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dropped_connection_leaves_nothing(mirror, tmp_path):
+    with pytest.raises(DataError, match=r"/short/t10k-labels-idx1-ubyte.gz: cannot download"):
+        data.download_mnist(tmp_path, mirror=mirror + "/short/", files=[NAMES[3]])
     assert list(tmp_path.iterdir()) == []
 
 

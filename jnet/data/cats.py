@@ -84,7 +84,8 @@ def cat_vs_noncat(
     if missing:
         raise DataError(
             f"{folder}: missing {', '.join(missing)}. These files are not on a public mirror "
-            f"(they come with the deeplearning.ai course). {where_to_put(folder, missing)}"
+            f"(they come with the deeplearning.ai course). "
+            + where_to_put(folder, missing, "catvnoncat")
         )
     out = {}
     for split, name in CAT_FILES.items():

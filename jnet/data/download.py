@@ -95,16 +95,30 @@ def download_file(
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     except OSError as e:
         raise file_error(dest.parent, f"cannot write a download here: {e.strerror or e}") from e
-    h = hashlib.sha256()
+    h, received = hashlib.sha256(), 0
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            # disable=None: a progress bar on a terminal only, silent in logs and tests.
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=None) as bar:
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    h.update(chunk)
-                    bar.update(len(chunk))
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                total = int(resp.headers.get("Content-Length") or 0) or None
+                # disable=None: a progress bar on a terminal only, silent in logs and tests.
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, desc=dest.name, disable=None
+                ) as bar:
+                    while chunk := resp.read(_CHUNK):
+                        out.write(chunk)
+                        h.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+        except urllib.error.HTTPError as e:
+            raise DataError(f"{url}: download failed: HTTP {e.code} {e.reason}. {hint}") from e
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise DataError(f"{url}: cannot download ({reason}); offline? {hint}") from e
+        if total is not None and received != total:  # HTTPResponse.read(n) ends short silently
+            raise DataError(
+                f"{url}: cannot download (connection closed after {received} of {total} bytes). "
+                + hint
+            )
         got = h.hexdigest()
         if got != expected_sha256:
             raise file_error(
@@ -113,13 +127,8 @@ def download_file(
                 f"got {got}; the download was discarded",
             )
         os.replace(tmp, dest)  # atomic on one file system: dest is whole or absent
-    except urllib.error.HTTPError as e:
-        raise DataError(f"{url}: download failed: HTTP {e.code} {e.reason}. {hint}") from e
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise DataError(f"{url}: cannot download ({reason}); offline? {hint}") from e
     finally:
-        if os.path.exists(tmp):
+        if os.path.exists(tmp):  # any failure: leave no partial file behind
             os.remove(tmp)
     return dest
 
@@ -146,7 +155,7 @@ def download_mnist(
     mirror = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
     if files is None:
         files = [n for n in MNIST_SHA256 if not (folder / n).exists()]
-    hint = where_to_put(folder, MNIST_SHA256)
+    hint = where_to_put(folder, MNIST_SHA256, "mnist")
     for name in files:
         if name not in MNIST_SHA256:
             raise ValueError(f"unknown MNIST file {name!r}; expected one of {list(MNIST_SHA256)}")

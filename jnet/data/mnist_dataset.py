@@ -89,7 +89,7 @@ def mnist(
     missing = [stem + ".gz" for stem in stems if find_file(folder, stem) is None]
     if missing:
         if not download:
-            hint = where_to_put(folder, missing)
+            hint = where_to_put(folder, missing, "mnist")
             raise DataError(f"{folder}: missing {', '.join(missing)}. {hint}")
         download_mnist(folder, mirror=mirror, files=missing)
     paths = {stem: find_file(folder, stem) for stem in stems}

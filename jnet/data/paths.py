@@ -46,9 +46,9 @@ def dataset_dir(
     return cache_dir() / name
 
 
-def where_to_put(folder: pathlib.Path, names: Iterable[str]) -> str:
+def where_to_put(folder: pathlib.Path, names: Iterable[str], dataset: str) -> str:
     """A sentence for error messages: which files go in which folder, and how to point there."""
     return (
         f"Put {', '.join(names)} in {folder}, or pass data_dir= (the folder holding the files), "
-        f"or set {DATA_DIR_ENV} to a folder with a {folder.name}/ sub-folder that holds them."
+        f"or set {DATA_DIR_ENV} to a folder with a {dataset}/ sub-folder that holds them."
     )

@@ -61,7 +61,7 @@ def tfds_mnist(
     elif missing:
         raise DataError(
             f"{folder}: missing {', '.join(missing)} (tfds needs the original .gz files). "
-            + where_to_put(folder, missing)
+            + where_to_put(folder, missing, "mnist")
         )
     for name, digest in MNIST_SHA256.items():
         verify_sha256(folder / name, digest)  # tfds checks too, with a vaguer message
