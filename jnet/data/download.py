@@ -72,7 +72,7 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> None:
 def download_file(
     url: str, dest: str | os.PathLike, expected_sha256: str, timeout: float = 30.0, hint: str = ""
 ) -> pathlib.Path:
-    """Streams `url` to `dest` through a temporary file, checking its SHA-256 first.
+    """Streams `url` to a temporary file; renames it to `dest` only if its SHA-256 matches.
 
     Args:
       url: where to fetch from (http, https or file URLs).
@@ -85,9 +85,9 @@ def download_file(
       `dest` as a Path.
 
     Raises:
-      DataError: the server cannot be reached or answers with an error (the message names
-        the URL and adds `hint`), or the checksum is wrong (the message names the file and
-        both sums; nothing is left behind).
+      DataError: the server cannot be reached, answers with an error or closes the
+        connection early (the message names the URL and adds `hint`), or the checksum is
+        wrong (the message names the file and both sums). Nothing is left behind.
     """
     dest = pathlib.Path(dest)
     try:
