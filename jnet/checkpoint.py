@@ -68,12 +68,20 @@ class Checkpointer:
                 f"refusing to checkpoint epoch {epoch}: leaves {bad} are not finite"
             )
         ocp = self._ocp
-        self._manager.save(
+        # Checkpoints at or past `epoch` exist only when `restore_latest` skipped them as
+        # corrupt. Orbax silently skips a save at or below its latest step, which would
+        # leave the corrupt one in place: replace it.
+        for stale in self._manager.all_steps():
+            if stale >= epoch:
+                self._manager.delete(stale)
+        saved = self._manager.save(
             epoch,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(_leaves(state)), meta=ocp.args.JsonSave(meta)
             ),
         )
+        if not saved:
+            raise CheckpointError(f"orbax declined to save epoch {epoch} in {self.directory}")
         self._manager.wait_until_finished()
 
     def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
