@@ -58,7 +58,8 @@ class Checkpointer:
 
     def epochs(self) -> list[int]:
         """Epochs with a complete checkpoint, oldest first."""
-        return sorted(self._manager.all_steps(read=True))
+        self._manager.reload()  # see checkpoints written since this manager was made
+        return sorted(self._manager.all_steps())
 
     def save(self, epoch: int, state: Any, meta: dict) -> None:
         """Writes the state (all leaves) and JSON metadata; waits until it is on disk."""
