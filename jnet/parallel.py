@@ -179,14 +179,14 @@ def place(mesh: Mesh | None, x, y, validation, state, batch_size: int | None):
 def _assert_same_everywhere(tree) -> None:
     from jax.experimental import multihost_utils
 
-    multihost_utils.assert_equal(
-        _fingerprint(tree),
-        fail_message=(
-            "fit(mesh=...) over several processes needs the same data, params and key in "
-            "every process (each process's devices take their share of every batch from "
-            "their own full copy); the processes were given different ones"
-        ),
-    )
+    prints = multihost_utils.process_allgather(_fingerprint(tree))  # (processes, leaves, 2)
+    differ = [p for p in range(len(prints)) if not np.array_equal(prints[p], prints[0])]
+    if differ:
+        raise ValueError(
+            f"fit(mesh=...) over {len(prints)} processes needs the same data, params and key "
+            "in every process (each process's devices take their share of every batch from "
+            f"their own full copy); processes {differ} were given other values than process 0"
+        )
 
 
 def local_rows(mesh: Mesh, batch_size: int) -> slice:

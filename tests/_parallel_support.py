@@ -8,7 +8,9 @@ import pathlib
 import numpy as np
 
 WORKER = pathlib.Path(__file__).with_name("_parallel_worker.py")
-F32 = {"rtol": 1e-5, "atol": 1e-6}  # float32 sums in another order (per-device partials)
+# float32 sums in another order (per-device partials); Adam divides by sqrt(v), which lifts
+# rounding in near-zero gradients to ~1e-6 in the params (seen with jax 0.11 on CPU).
+F32 = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def worker_env(tmp: pathlib.Path, xla_flags: str) -> dict[str, str]:

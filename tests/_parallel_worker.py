@@ -154,7 +154,10 @@ def process(out: pathlib.Path, data_dir: str, port: int, num_processes: int, pid
             num_processes,
             pid,
             local_device_count=2,
-            initialization_timeout=60,  # seconds; a missing peer ends the run
+            # Seconds: a peer that never comes, or dies, ends the run instead of hanging it.
+            initialization_timeout=60,
+            heartbeat_timeout_seconds=20,
+            shutdown_timeout_seconds=30,
         )
         mesh = parallel.data_mesh()
         assert mesh.size == 2 * num_processes, mesh
@@ -163,6 +166,16 @@ def process(out: pathlib.Path, data_dir: str, port: int, num_processes: int, pid
     arrays, info = {}, {"process_count": jax.process_count(), "devices": jax.device_count()}
     start = time.perf_counter()
     (x, y), val = mnist_subset(data_dir, 256, 100)
+
+    if mesh is not None:
+        # Processes given different data are told so (in every process).
+        state = train.init_state(NET, optax.sgd(0.1), jax.random.key(0), (1, 784))
+        mine = x[:64] + pid  # process 1's copy differs
+        info["mismatch"] = error_of(lambda: parallel.place(mesh, mine, y[:64], None, state, 32))
+        # Sharded over processes and back: each process filled only its own rows.
+        batch = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+        arrays["roundtrip"] = parallel.to_host(parallel.put(x[:64], batch))
+        arrays["roundtrip_expected"] = x[:64]
 
     # fit, checkpointing every epoch (orbax: every process writes its part), then restore.
     ckpt_dir = out / f"ckpt_{num_processes}"

@@ -108,3 +108,16 @@ def test_multi_process_checkpoint_restores_exactly(runs):
         assert info["restored"]["epoch"] == 2
         assert info["restored"]["history"]["loss"] == info["fit"]["loss"]
         assert "'data': 4" in info["restored_sharding"]
+
+
+def test_processes_given_different_data_are_refused(runs):
+    for pid in (0, 1):
+        message = runs[pid][1]["mismatch"]
+        assert message.startswith("ValueError") and "processes [1] were given other" in message
+
+
+def test_sharded_put_and_gather_round_trip(runs):
+    """`put` fills each process's devices from its own copy; `to_host` gathers them all."""
+    for pid in (0, 1):
+        arrays = runs[pid][0]
+        np.testing.assert_array_equal(arrays["roundtrip"], arrays["roundtrip_expected"])
