@@ -105,10 +105,14 @@ def _data_size(mesh: Mesh) -> int:
 def _check_divisible(mesh: Mesh, global_batch: int, full_batch: bool) -> None:
     n_dev = _data_size(mesh)
     if global_batch % n_dev:
-        what = "dataset (batch_size=None: one full batch)" if full_batch else "batch"
+        if full_batch:
+            what = "dataset (batch_size=None: the whole dataset is one batch)"
+            fix = f"use a dataset size divisible by {n_dev} (drop {global_batch % n_dev} examples)"
+        else:
+            what, fix = "batch", f"choose a batch size divisible by {n_dev}"
         raise ValueError(
             f"the {what} of {global_batch} examples cannot be split evenly over the {n_dev} "
-            f"devices of the mesh's 'data' axis; choose a batch size divisible by {n_dev} "
+            f"devices of the mesh's 'data' axis; {fix} or another device count "
             "(jnet does not pad: padded rows would change the mean loss)"
         )
 
@@ -136,7 +140,7 @@ def put(tree: Any, sharding: NamedSharding) -> Any:
 
 
 def _fingerprint(tree) -> np.ndarray:
-    """Shape and CRC32 of every leaf: cheap to compare across processes."""
+    """Size and CRC32 of every leaf: cheap to compare across processes."""
     rows = []
     for leaf in jax.tree.leaves(tree):
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):

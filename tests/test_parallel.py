@@ -74,6 +74,7 @@ def test_batches_that_do_not_split_are_refused(eight):
     assert "batch of 60 examples cannot be split evenly over the 8 devices" in errors["batch"]
     assert "divisible by 8" in errors["batch"]
     assert "batch_size=None" in errors["full_batch"] and "100 examples" in errors["full_batch"]
+    assert "drop 4 examples" in errors["full_batch"]
     assert "asked for 9 devices but JAX sees 8" in errors["too_many"]
     assert "at least 1" in errors["zero"]
     assert eight[1]["mesh3"] == [0, 1, 2]  # the first n devices
