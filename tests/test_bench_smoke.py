@@ -1,0 +1,82 @@
+"""Smoke tests of benchmarks/mlp.py and experiments/speedrun.py at toy sizes (no timing checks)."""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load(relative: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load("benchmarks/mlp.py", "bench_mlp")
+
+
+def test_benchmark_prints_the_table_and_writes_json_and_markdown(bench, tmp_path, capsys):
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_text("# Benchmarks\n\nkept text\n\n<!-- BEGIN gpu -->\nold gpu\n<!-- END gpu -->\n")
+    argv = ["--quick", "--synthetic", "--repeats", "1", "--tasks", "T1", "T2"]
+    result = bench.main(argv + ["--json", str(tmp_path / "r.json"), "--write-md", str(md)])
+    out = capsys.readouterr().out
+
+    rows = {(r["task"], r["impl"]): r for r in result["rows"]}
+    assert set(rows) == {(t, i) for t in ("T1", "T2") for i in ("jnet", "reference", "numpy")}
+    for r in rows.values():
+        assert r["median_s"] > 0 and len(r["times_s"]) == 1
+        assert r["per_step_s"] == pytest.approx(r["median_s"] / r["steps"])
+    assert rows["T1", "jnet"]["steps"] == 20 and rows["T2", "jnet"]["steps"] == 1024 // 64
+    assert rows["T1", "reference"]["vs_reference"] == 1.0
+    assert rows["T2", "numpy"]["vs_numpy"] == 1.0
+    # Same init, same batches, same update: all three end on the same loss.
+    for task in ("T1", "T2"):
+        ref = rows[task, "reference"]["final_loss"]
+        for impl in ("jnet", "numpy"):
+            assert rows[task, impl]["final_loss"] == pytest.approx(ref, rel=1e-3)
+
+    assert "| task | impl | median |" in out and "| T2 | numpy |" in out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["environment"]["versions"]["jax"] and saved["environment"]["device"]
+    assert len(saved["rows"]) == 6 and saved["command"].startswith("python benchmarks/mlp.py")
+
+    text = md.read_text()
+    assert "kept text" in text and "old gpu" in text  # the other section is kept
+    assert "<!-- BEGIN cpu -->" in text and "| T1 | jnet |" in text
+    assert "--quick --synthetic" in text  # the exact command is recorded
+
+
+def test_markdown_section_is_replaced_not_appended(bench, tmp_path):
+    md = tmp_path / "B.md"
+    bench.update_markdown(md, "cpu", "first", bench.MD_TEMPLATE)
+    bench.update_markdown(md, "cpu", "second", bench.MD_TEMPLATE)
+    text = md.read_text()
+    assert "second" in text and "first" not in text and text.count("<!-- BEGIN cpu -->") == 1
+
+
+def test_kernel_count_reads_the_innermost_loop(bench):
+    import jax
+    import jax.numpy as jnp
+
+    def f(x):
+        return jax.lax.scan(lambda c, _: (jnp.sin(c) * 2 + 1, None), x, None, length=3)[0]
+
+    count = bench.kernel_count(jax.jit(f).lower(jnp.ones(4, jnp.float32)).compile())
+    assert count is None or count >= 1
+
+
+@pytest.mark.slow
+def test_speedrun_quick_runs_on_real_mnist(data_dir):
+    speedrun = load("experiments/speedrun.py", "speedrun")
+    out = speedrun.main(["--quick", "--data-dir", str(data_dir)])
+    best = out["speedrun"]["best"]
+    assert best["seconds"] > 0 and best["compile_s"] > 0
+    assert 0.3 < best["accuracy_min"] <= best["accuracy_mean"] <= 1.0  # 1 epoch of 2048 images
+    assert "| quick | 784-32-10 |" in out["speedrun"]["table"]
