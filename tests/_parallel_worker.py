@@ -2,8 +2,9 @@
 
     python tests/_parallel_worker.py devices OUT DATA_DIR
         8 CPU devices, one process: 1-device vs 8-device fits, sharded checkpoints, resume.
-    python tests/_parallel_worker.py process OUT DATA_DIR PORT NUM_PROCESSES PROCESS_ID
-        one process of a multi-process run on 127.0.0.1 (NUM_PROCESSES=1: the reference).
+    python -m jnet.distributed --processes 2 --local-devices 2 \
+        tests/_parallel_worker.py process OUT DATA_DIR
+        2 processes on 127.0.0.1 with 2 CPU devices each; run alone: the reference.
 
 The parent sets XLA_FLAGS and JAX_PLATFORMS before this starts. Results go to
 OUT/<name>.npz (arrays) and OUT/<name>.json (histories, messages); the parent compares.
@@ -146,21 +147,15 @@ def devices(out: pathlib.Path, data_dir: str) -> None:
     save(out, "devices", arrays, info)
 
 
-def process(out: pathlib.Path, data_dir: str, port: int, num_processes: int, pid: int) -> None:
-    """One of `num_processes` processes with 2 CPU devices each (1: the reference run)."""
+def process(out: pathlib.Path, data_dir: str) -> None:
+    """One process of a run; `python -m jnet.distributed` has joined it to the others.
+
+    Started directly (one process, no mesh), it is the reference run.
+    """
+    pid, num_processes = jax.process_index(), jax.process_count()
     if num_processes > 1:
-        parallel.initialize(
-            f"127.0.0.1:{port}",
-            num_processes,
-            pid,
-            local_device_count=2,
-            # Seconds: a peer that never comes, or dies, ends the run instead of hanging it.
-            initialization_timeout=60,
-            heartbeat_timeout_seconds=20,
-            shutdown_timeout_seconds=30,
-        )
         mesh = parallel.data_mesh()
-        assert mesh.size == 2 * num_processes, mesh
+        assert mesh.size == jax.device_count() == 2 * num_processes, mesh
     else:
         mesh = None
     arrays, info = {}, {"process_count": jax.process_count(), "devices": jax.device_count()}
@@ -222,8 +217,8 @@ def save(out: pathlib.Path, name: str, arrays: dict, info: dict) -> None:
 
 
 if __name__ == "__main__":
-    mode, out, data_dir, *rest = sys.argv[1:]
+    mode, out, data_dir = sys.argv[1:]
     if mode == "devices":
         devices(pathlib.Path(out), data_dir)
     else:
-        process(pathlib.Path(out), data_dir, *map(int, rest))
+        process(pathlib.Path(out), data_dir)

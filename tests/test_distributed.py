@@ -1,15 +1,17 @@
 """Multi-process training: 2 processes on 127.0.0.1 (2 CPU devices each) vs one process.
 
-Three subprocesses start together (`_parallel_worker.py process`): two join one
-`jax.distributed` run through a coordinator on a free local port, the third trains
-alone as the reference. Each writes its results; every wait is bounded, and a process
-still running at the deadline is killed and the test fails.
+`python -m jnet.distributed --processes 2` starts two processes of `_parallel_worker.py
+process`, joined by `jax.distributed.initialize` through a coordinator on a free port of
+127.0.0.1; at the same time the worker runs alone as the reference. Each writes its
+results. Every wait is bounded: the launcher ends its processes when one fails or its
+timeout passes, and the test kills whatever still runs at its own deadline.
 """
 
 from __future__ import annotations
 
 import json
-import socket
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,26 +24,22 @@ TIMEOUT_S = 180  # all three together; ~30 s on an idle 2-core machine
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))  # the OS picks a free port; local only
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir):
     """{"ref", 0, 1}: (arrays, info) of the reference and of the two processes."""
     out = tmp_path_factory.mktemp("distributed")
     env = worker_env(out, "")
-    port = free_port()
-    jobs = {0: [port, 2, 0], 1: [port, 2, 1], "ref": [0, 1, 0]}
+    worker = [str(WORKER), "process", str(out), str(data_dir)]
+    launcher = [sys.executable, "-m", "jnet.distributed", "--processes", "2"]
+    launcher += ["--local-devices", "2", "--timeout", str(TIMEOUT_S - 10), "--log-dir", str(out)]
+    commands = {"pair": launcher + worker, "ref": [sys.executable, *worker]}
     procs, logs = {}, {}
-    for name, args in jobs.items():
+    for name, cmd in commands.items():
         logs[name] = out / f"log_{name}.txt"
         with open(logs[name], "w") as f:
-            cmd = [sys.executable, str(WORKER), "process", str(out), str(data_dir)]
+            # A session of its own: on a timeout, its whole process group is killed.
             procs[name] = subprocess.Popen(
-                cmd + [str(a) for a in args], env=env, stdout=f, stderr=subprocess.STDOUT
+                cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
             )
     deadline = time.monotonic() + TIMEOUT_S
     try:
@@ -49,16 +47,15 @@ def runs(tmp_path_factory, data_dir):
             try:
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                pytest.fail(
-                    f"process {name} still running after {TIMEOUT_S} s:\n{tail(logs[name])}"
-                )
+                pytest.fail(f"{name} still running after {TIMEOUT_S} s:\n{tail(logs[name])}")
     finally:
-        for proc in procs.values():  # only the processes started here
+        for proc in procs.values():  # only the process groups started here
             if proc.poll() is None:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     for name, proc in procs.items():
-        assert proc.returncode == 0, f"process {name} failed:\n{tail(logs[name])}"
+        log = tail(logs[name]) + ("\n" + tail(out / "process1.log") if name == "pair" else "")
+        assert proc.returncode == 0, f"{name} failed:\n{log}"
     files = {0: "process0_of2", 1: "process1_of2", "ref": "process0_of1"}
     return {
         name: (dict(np.load(out / f"{f}.npz")), json.loads((out / f"{f}.json").read_text()))
@@ -121,3 +118,20 @@ def test_sharded_put_and_gather_round_trip(runs):
     for pid in (0, 1):
         arrays = runs[pid][0]
         np.testing.assert_array_equal(arrays["roundtrip"], arrays["roundtrip_expected"])
+
+
+def test_launcher_ends_the_run_when_a_process_fails(tmp_path):
+    """Process 1 fails at once; process 0 would wait forever: the launcher ends it."""
+    script = tmp_path / "one_fails.py"
+    script.write_text(
+        "import sys, time, jax\nif jax.process_index() == 1:\n    sys.exit(3)\ntime.sleep(600)\n"
+    )
+    env = worker_env(tmp_path, "")
+    start = time.monotonic()
+    cmd = [sys.executable, "-m", "jnet.distributed", "--processes", "2", "--timeout", "100"]
+    proc = subprocess.run(
+        cmd + [str(script)], env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "process 1 exited with 3; ending the others" in proc.stderr
+    assert time.monotonic() - start < 60
