@@ -224,7 +224,14 @@ def make_epochs(
             return state, bad_step, buffers
 
         bad_step = jnp.full((), -1, jnp.int32)
-        return jax.lax.fori_loop(0, n_epochs, body, (state, bad_step, buffers))
+        state, bad_step, buffers = jax.lax.fori_loop(0, n_epochs, body, (state, bad_step, buffers))
+        # Each step's loss is taken before its update, so an overflow in the call's last update
+        # would go unseen: non-finite parameters count as divergence at the step they reach.
+        finite = jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)])
+        )
+        bad_step = jnp.where((bad_step < 0) & ~finite, state.step, bad_step)
+        return state, bad_step, buffers
 
     return _Epochs(jax.jit(run), steps, max_epochs)
 
@@ -311,6 +318,11 @@ def fit(
         restored = checkpointer.restore_latest(state)
         if restored is not None:
             done, state, meta = restored
+            if done > epochs:
+                raise ValueError(
+                    f"fit: {checkpoint_dir} holds a checkpoint at epoch {done}, past the "
+                    f"{epochs} epochs asked for; `epochs` is the run's total"
+                )
             history = {k: list(v) for k, v in meta["history"].items()}
 
     per_call = epochs_per_call or (min(epochs, 100) if batch_size is None else 1)

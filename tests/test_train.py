@@ -315,15 +315,9 @@ def test_evaluate_binary_matches_numpy(target_shape):
     assert got["accuracy"] == pytest.approx(accuracy, abs=1e-6)  # same decisions either way
 
 
-# --- known gap (see the report on issue 3) ------------------------------------------------
+# --- an overflow in a call's last update -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="the guard checks each step's loss, computed before its update: a run whose last "
-    "update overflows returns non-finite params (or, checkpointing, raises CheckpointError)",
-)
 def test_overflow_in_the_last_update_is_divergence():
     x, y = blobs(64, 8)
     x = x * 100
