@@ -1,0 +1,111 @@
+"""Tutorial 002's figure: sigmoid, tanh, ReLU and leaky ReLU with their derivatives.
+
+    python experiments/activations.py
+
+Each curve comes from jnet's own layers: the function from `layer.forward`, the
+derivative from the hand-written `layer.backward` with dy = 1 (elementwise layers, so
+the VJP with ones is the derivative). The table checks those derivatives against
+`jax.grad` of the forward pass and against the tutorial's closed forms: sigmoid
+A (1 - A), tanh 1 - A^2, ReLU [z > 0], leaky ReLU max(0.1 z, z) (alpha 0.1 as in the
+tutorial's figure).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jnet
+from jnet import experiment as ex
+from jnet import plots
+
+NAME = "activations"
+Z_RANGE = (-10.0, 10.0)  # tutorial: np.linspace(-10, 10, 100)
+ALPHA = 0.1  # tutorial: leaky_relu = np.maximum(0.1 * Z, Z)
+# name -> (layer, the tutorial's derivative as a function of z and A = f(z))
+ACTIVATIONS: dict[str, tuple[jnet.Layer, Callable]] = {
+    "sigmoid": (jnet.sigmoid(), lambda z, a: a * (1 - a)),
+    "tanh": (jnet.tanh(), lambda z, a: 1 - a**2),
+    "relu": (jnet.relu(), lambda z, a: (z > 0).astype(z.dtype)),
+    f"leaky_relu({ALPHA})": (jnet.leaky_relu(ALPHA), lambda z, a: np.where(z > 0, 1.0, ALPHA)),
+}
+
+
+def parse_args(argv=None):
+    p = ex.parser(NAME, __doc__)
+    p.add_argument("--points", type=int, default=401, help="points on [-10, 10] (odd: has 0)")
+    return ex.parse(p, argv, {"points": 41})
+
+
+def forward_backward(layer: jnet.Layer, z: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """`(f(z), f'(z))` from the layer's forward and hand-written backward (dy = 1)."""
+    y, cache = layer.forward((), z)
+    _, dz = layer.backward((), cache, jnp.ones_like(y))
+    return np.asarray(y), np.asarray(dz)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    timer = ex.Timer()
+    z = jnp.linspace(*Z_RANGE, args.points)
+    curves, rows, checks = {}, [], {}
+    for name, (layer, tutorial_grad) in ACTIVATIONS.items():
+        y, dy = forward_backward(layer, z)
+        autodiff = np.asarray(jax.vmap(jax.grad(lambda s, layer=layer: layer.forward((), s)[0]))(z))
+        tutorial = tutorial_grad(np.asarray(z), y)
+        checks[name] = {
+            "max_abs_vs_jax_grad": float(np.max(np.abs(dy - autodiff))),
+            "max_abs_vs_tutorial": float(np.max(np.abs(dy - tutorial))),
+            "max_derivative": float(dy.max()),
+        }
+        curves[name] = (np.asarray(z), y, dy)
+        rows += [
+            ex.row(
+                name,
+                "max |backward - jax.grad|",
+                checks[name]["max_abs_vs_jax_grad"],
+                None,
+                unit="",
+                note="hand-written vs autodiff",
+            ),
+            ex.row(
+                name,
+                "max |backward - tutorial's formula|",
+                checks[name]["max_abs_vs_tutorial"],
+                0.0,
+                unit="",
+            ),
+        ]
+    ex.print_table("Tutorial 002's activation figure, from jnet's forward/backward", rows)
+    files = [
+        plots.activations(
+            curves,
+            args.out / "activations.png",
+            title="jnet forward (solid) and hand-written backward with dy = 1 (dashed)",
+        )
+    ]
+    metrics = {
+        "script": NAME,
+        "tutorial": "002",
+        "command": ex.command(NAME, argv),
+        "config": {
+            "z_range": Z_RANGE,
+            "points": args.points,
+            "leaky_alpha": ALPHA,
+            "quick": args.quick,
+        },
+        "rows": rows,
+        "checks": checks,
+        "files": [f.name for f in files],
+        "seconds": timer(),
+    }
+    print(f"\nwrote {ex.write_metrics(args.out, metrics)} and {len(files)} plots")
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
