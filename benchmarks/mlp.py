@@ -19,7 +19,8 @@ noisy neighbour slows them alike. Examples:
 
     python benchmarks/mlp.py                                  # CPU: T1 T2, 5 repeats
     python benchmarks/mlp.py --bf16 --write-md BENCHMARKS.md  # also bf16 rows, update the doc
-    python benchmarks/mlp.py --out results/gpu --speedrun --bf16-compare   # on a GPU
+    python benchmarks/mlp.py --tasks T1 T2 T3 --bf16 --variants --no-numpy \
+        --speedrun --bf16-compare --out results/gpu              # on a GPU (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -427,6 +428,8 @@ def environment() -> dict:
         "device": kind,
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
+        # cores this process may run on (taskset): what a CPU timing really had
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "versions": versions,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -519,7 +522,8 @@ def markdown_section(rows, env, command, speed, compare, checks) -> str:
         f"## {env['platform'].upper()}: {env['device']}",
         "",
         f"Measured {env['date']}; jax {v['jax']}, jaxlib {v['jaxlib']}, numpy {v['numpy']}, "
-        f"optax {v['optax']}, python {v['python']}; {env['cpu_count']} CPU cores visible"
+        f"optax {v['optax']}, python {v['python']}; {env['cpu_count']} CPU cores, "
+        f"{env['usable_cores']} usable by the process"
         + (f"; XLA_FLAGS=`{env['xla_flags']}`" if env["xla_flags"] else "")
         + ".",
         "",
@@ -629,6 +633,11 @@ def parse_args(argv=None):
         help="update this platform's section of this markdown file in place",
     )
     p.add_argument(
+        "--md-section",
+        default=None,
+        help="markdown section to replace (default: cpu or gpu, by platform)",
+    )
+    p.add_argument(
         "--speedrun", action="store_true", help="also run experiments/speedrun.py's MNIST speed run"
     )
     p.add_argument(
@@ -672,7 +681,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"  {'met ' if ok else 'MISS'}  {target}: {measured}")
     slug = re.sub(r"[^a-z0-9]+", "-", f"{env['platform']}-{env['device']}".lower()).strip("-")
     json_path = args.json or (args.out or REPO / "results" / "benchmarks") / f"{slug}.json"
-    command = "python benchmarks/mlp.py " + shlex.join(argv)
+    env_vars = [
+        f"{k}={shlex.quote(os.environ[k])}"
+        for k in ("JAX_PLATFORMS", "XLA_FLAGS")
+        if os.environ.get(k)
+    ]
+    command = " ".join(env_vars + ["python benchmarks/mlp.py", shlex.join(argv)])
     result = {
         "command": command.strip(),
         "environment": env,
@@ -686,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"wrote {json_path}")
 
     section = markdown_section(rows, env, command.strip(), speed, compare, checks)
-    md_key = "cpu" if env["platform"] == "cpu" else "gpu"
+    md_key = args.md_section or ("cpu" if env["platform"] == "cpu" else "gpu")
     md_paths = [args.write_md] if args.write_md else []
     if args.out:
         copy = args.out / "BENCHMARKS.md"

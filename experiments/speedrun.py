@@ -52,14 +52,16 @@ class Config(NamedTuple):
     bf16: bool = False  # matmuls in bfloat16, parameters and loss in float32
 
 
-# The speed run: chosen with --sweep on an H100 (see BENCHMARKS.md).
-SPEEDRUN = Config("speedrun", (1024, 1024), 1024, 3, 3e-3, bf16=True, label_smoothing=0.1)
+# The speed run, chosen with --sweep on an H100 (see BENCHMARKS.md): of the recipes whose
+# worst of 5 seeds reached 98.0%, the one with the most margin at about the least time.
+SPEEDRUN = Config("speedrun", (2048,), 1024, 4, 4e-3, bf16=True, label_smoothing=0.1)
 # The tuned run (>= 98.5% in float32) on which bf16 is compared with float32.
 TUNED = Config("tuned", (1024, 1024), 128, 20, 1e-3, label_smoothing=0.1, dropout=0.2)
 # Candidates for --sweep: fast recipes around the speed run (label smoothing 0.1 throughout).
 _LS = {"label_smoothing": 0.1}
 SWEEP = [
     Config("2x1024-b1024-e3", (1024, 1024), 1024, 3, 3e-3, bf16=True, **_LS),
+    Config("2x1024-b1024-e4", (1024, 1024), 1024, 4, 3e-3, bf16=True, **_LS),
     Config("2x1024-b1024-e2", (1024, 1024), 1024, 2, 3e-3, bf16=True, **_LS),
     Config("2x1024-b2048-e3", (1024, 1024), 2048, 3, 4e-3, bf16=True, **_LS),
     Config("2x1024-b512-e2", (1024, 1024), 512, 2, 2e-3, bf16=True, **_LS),
@@ -206,12 +208,12 @@ def bf16_compare(data, *, quick: bool = False, seeds: Sequence[int] = (0, 1, 2))
     return {"float32": f32, "bfloat16": bf16, "gap_points": gap, "table": text}
 
 
-def sweep(data, *, quick: bool = False) -> dict:
-    """Every SWEEP candidate on two seeds: how the speed-run config was chosen."""
-    configs = [QUICK] if quick else SWEEP
+def sweep(data, *, quick: bool = False, only: Sequence[str] = (), seeds: int = 2) -> dict:
+    """SWEEP candidates (all, or those named in `only`): how the speed-run config was chosen."""
+    configs = [QUICK] if quick else [c for c in SWEEP if not only or c.name in only]
     results = []
     for cfg in configs:
-        results.append(train(cfg, data, (0, 1), 2048 if quick else None))
+        results.append(train(cfg, data, tuple(range(seeds)), 2048 if quick else None))
         print(_row(results[-1]), flush=True)
     return {"results": results, "table": table(results)}
 
@@ -229,6 +231,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="toy sizes: checks that it runs")
     p.add_argument("--bf16-compare", action="store_true", help="also bf16 vs f32, tuned run")
     p.add_argument("--sweep", action="store_true", help="run the candidate recipes instead")
+    p.add_argument("--only", nargs="+", default=(), help="with --sweep: these candidates only")
+    p.add_argument("--seeds", type=int, default=2, help="with --sweep: seeds per candidate")
     p.add_argument("--json", type=pathlib.Path, default=None, help="write the results here")
     return p.parse_args(argv)
 
@@ -248,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data = load_data(args.data_dir)
     out: dict[str, Any] = {}
     if args.sweep:
-        out["sweep"] = sweep(data, quick=args.quick)
+        out["sweep"] = sweep(data, quick=args.quick, only=args.only, seeds=args.seeds)
         print(out["sweep"]["table"])
     else:
         out["speedrun"] = speedrun(data, quick=args.quick)

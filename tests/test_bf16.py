@@ -36,7 +36,7 @@ def float32_inputs(net, n=8, d=12, classes=10, seed=0):
     return params, x, y
 
 
-@pytest.mark.parametrize("sizes", [(10,), (16, 10), (16, 8, 10)])
+@pytest.mark.parametrize("sizes", [(10,), (16, 8, 10)])
 def test_bf16_gradients_pass_at_bf16_tolerances(sizes):
     net = mlp(BF16, sizes)
     params, x, y = float32_inputs(net)
