@@ -95,7 +95,7 @@ NUMPY_SEED = 1  # tutorial 002 and the course: np.random.seed(1) before drawing 
 
 
 def parse_args(argv=None):
-    p = ex.parser(NAME, __doc__)
+    p = ex.parser(NAME, __doc__, devices=False)  # nothing to split: tiny full batches
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     p.add_argument("--num-seeds", type=int, default=5, help="JAX seeds per configuration")
     p.add_argument("--iterations", type=int, default=None, help="override every config's")

@@ -249,7 +249,7 @@ def main(argv=None) -> dict:
                 [r["seconds"] for r in runs],
                 None,
                 unit="s",
-                note=ex.device_info()["device_kind"],
+                note=ex.device_info()["device_kind"] + "; the first seed includes compiling",
             )
         )
     ex.print_table(f"Tutorial 004, MNIST minibatch: ours vs tutorial ({eval_name} set)", rows)

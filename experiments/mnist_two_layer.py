@@ -120,7 +120,7 @@ def main(argv=None) -> dict:
     marks = []
     if same_setup:
         for it, (tr, te) in TUTORIAL.items():
-            marks += [(it, tr, f"tutorial train @{it}"), (it, te, f"tutorial test @{it}")]
+            marks += [(it, tr, "tutorial: train"), (it, te, "tutorial: test")]
     files = [
         plots.curves(
             first["history"],

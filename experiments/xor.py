@@ -37,7 +37,7 @@ NUMPY_SEED = 42  # tutorial: RANDOM_SEED = 42; np.random.seed(RANDOM_SEED)
 
 
 def parse_args(argv=None):
-    p = ex.parser(NAME, __doc__)
+    p = ex.parser(NAME, __doc__, devices=False)  # nothing to split: tiny full batches
     p.add_argument("--epochs", type=int, default=EPOCHS, help="full-batch epochs")
     p.add_argument(
         "--lr",

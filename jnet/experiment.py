@@ -38,12 +38,13 @@ Row = dict[str, Any]
 RESULTS_DIR = pathlib.Path("results")
 
 
-def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
+def parser(name: str, doc: str | None, *, devices: bool = True) -> argparse.ArgumentParser:
     """An ArgumentParser with the flags every experiment shares.
 
     Args:
       name: the script's name, e.g. "mnist_two_layer"; `--out` defaults to `results/<name>`.
       doc: the script's `__doc__`: its first line is the description, the rest the epilog.
+      devices: offer `--devices N` (data parallelism), for scripts that pass a mesh to fit.
     """
     lines = (doc or name).strip().splitlines()
     p = argparse.ArgumentParser(
@@ -71,14 +72,15 @@ def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
         action="store_true",
         help="tiny sizes and few iterations: a smoke run for CI (seconds, not minutes)",
     )
-    p.add_argument(
-        "--devices",
-        type=int,
-        default=None,
-        metavar="N",
-        help="data-parallel over the first N devices (a mesh with a 'data' axis); "
-        "default: one device, no mesh",
-    )
+    if devices:
+        p.add_argument(
+            "--devices",
+            type=int,
+            default=None,
+            metavar="N",
+            help="data-parallel over the first N devices (a mesh with a 'data' axis); "
+            "default: one device, no mesh",
+        )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     return p
 

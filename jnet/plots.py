@@ -58,7 +58,7 @@ def curves(
       val_label: what the validation data is called in the legend.
       log_loss: a log scale for the loss.
       marks: reference points `(x, accuracy, label)` drawn on the accuracy panel, e.g.
-        the tutorial's reported numbers.
+        the tutorial's reported numbers; points sharing a label share a marker.
       show_accuracy: False draws the loss panel only.
     """
     if "loss" in runs:
@@ -82,8 +82,11 @@ def curves(
         if key == "loss" and log_loss:
             ax.set_yscale("log")
         if key == "accuracy":
-            for j, (x, acc, label) in enumerate(marks):
-                ax.plot([x], [acc * 100], marker="*x+o"[j % 4], ms=9, ls="", color="k", label=label)
+            labels = list(dict.fromkeys(label for _, _, label in marks))  # one marker each
+            for j, label in enumerate(labels):
+                xs = [x for x, _, lab in marks if lab == label]
+                accs = [acc * 100 for _, acc, lab in marks if lab == label]
+                ax.plot(xs, accs, marker="*oxP"[j % 4], ms=9, ls="", color="k", label=label)
         ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
