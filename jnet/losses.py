@@ -1,8 +1,8 @@
 """Losses with hand-written backward passes; each value is a mean over the batch.
 
-A `Loss` is a pair of pure functions, and also callable: `loss(outputs, targets)`
-returns the value through a `jax.custom_vjp`, so `jax.grad` uses `loss.backward`.
-Targets are treated as constants (they get no gradient).
+A `Loss` is a pair of pure functions. `jnet.apply(loss)` gives `f(outputs, targets) -> value`
+wired with `jax.custom_vjp`, so `jax.grad` of it uses `loss.backward`. Targets are treated as
+constants (they get no gradient).
 """
 
 from __future__ import annotations
@@ -27,21 +27,23 @@ class Loss(NamedTuple):
     forward: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
     backward: Callable[[Any], jax.Array]
 
-    def __call__(self, outputs: jax.Array, targets: jax.Array) -> jax.Array:
-        return _differentiable(self)(outputs, targets)
 
+def differentiable(loss: Loss) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """`f(outputs, targets) -> value` whose VJP is `loss.backward`; `jnet.apply(loss)`.
 
-def _differentiable(loss: Loss):
+    A `Loss` itself is not callable: `jax.jit` needs a weak reference to what it compiles,
+    and a NamedTuple cannot have one.
+    """
+
     @jax.custom_vjp
     def f(outputs, targets):
         return loss.forward(outputs, targets)[0]
 
     def f_fwd(outputs, targets):
-        value, cache = loss.forward(outputs, targets)
-        return value, cache
+        return loss.forward(outputs, targets)
 
     def f_bwd(cache, g):
-        return g * loss.backward(cache), None
+        return g * loss.backward(cache), None  # targets get no gradient
 
     f.defvjp(f_fwd, f_bwd)
     return f

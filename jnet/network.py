@@ -12,7 +12,7 @@ from typing import Any
 import jax
 
 from jnet.layers import Layer, Params
-from jnet.losses import Loss
+from jnet.losses import Loss, differentiable
 
 
 def _split(key, n):
@@ -65,12 +65,15 @@ def _at(i, fn, *args, **kwargs):
         raise ValueError(f"serial[{i}]: {e}") from None
 
 
-def apply(net: Layer) -> Callable[..., jax.Array]:
+def apply(net: Layer | Loss) -> Callable[..., jax.Array]:
     """Returns `f(params, x, *, key=None) -> y` whose VJP is `net.backward`.
 
     `jax.grad`, `jax.vjp`, `jit` and `vmap` of `f` use the hand-written backward
     (wired with `jax.custom_vjp`). Reverse mode only: `jax.jvp` of `f` raises.
+    Given a `Loss`, returns `f(outputs, targets) -> value` wired the same way.
     """
+    if isinstance(net, Loss):
+        return differentiable(net)
 
     @jax.custom_vjp
     def f(params, x, key):

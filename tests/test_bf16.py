@@ -91,10 +91,10 @@ def test_bf16_under_vmap_matches_the_batch():
     f = jnet.apply(net)
 
     def loss(p, xi, yi):
-        return jnet.softmax_cross_entropy(f(p, xi[None]), yi[None])
+        return jnet.apply(jnet.softmax_cross_entropy)(f(p, xi[None]), yi[None])
 
     per_example = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(params, x, y)
-    batch = jax.grad(lambda p: jnet.softmax_cross_entropy(f(p, x), y))(params)
+    batch = jax.grad(lambda p: jnet.apply(jnet.softmax_cross_entropy)(f(p, x), y))(params)
     for a, b in zip(jax.tree.leaves(per_example), jax.tree.leaves(batch), strict=True):
         np.testing.assert_allclose(a.sum(0) / len(x), b, rtol=RTOL, atol=RTOL * float(jnp.max(b)))
 

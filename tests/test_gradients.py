@@ -72,7 +72,7 @@ def test_check_grads_through_apply(name):
     f = jnet.apply(net)
     # check_grads steps every input at once along an unnormalised direction; its default step
     # (1e-4) then crosses ReLU kinks in the 784-512 nets. A smaller step, same tolerances.
-    loss = jax.jit(lambda p, x: CASES[name].loss(f(p, x, key=key), y))
+    loss = jax.jit(lambda p, x: jnet.apply(CASES[name].loss)(f(p, x, key=key), y))
     check_grads(loss, (params, x), order=1, modes=("rev",), eps=1e-6)
 
 
@@ -82,7 +82,7 @@ def test_check_grads_through_apply(name):
 def _through_apply(name):
     net, _, _, _, key = inputs(name)
     f = jnet.apply(net)
-    return lambda p, x, y: CASES[name].loss(f(p, x, key=key), y)
+    return lambda p, x, y: jnet.apply(CASES[name].loss)(f(p, x, key=key), y)
 
 
 def _per_example_loss(name):
@@ -116,8 +116,8 @@ def _per_example_loss(name):
 
     def loss_i(p, x_i, y_i, k_i):
         if bare:
-            return case.loss(f(p, x_i, key=k_i), y_i)
-        return case.loss(f(p, x_i[None], key=k_i), y_i[None])
+            return jnet.apply(case.loss)(f(p, x_i, key=k_i), y_i)
+        return jnet.apply(case.loss)(f(p, x_i[None], key=k_i), y_i[None])
 
     return loss_i, bare
 
@@ -220,7 +220,7 @@ def test_apply_uses_the_hand_written_backward():
     loss = jnet.mean_squared_error
 
     def through_apply(p, x):
-        return loss(jnet.apply(net)(p, x), y)
+        return jnet.apply(loss)(jnet.apply(net)(p, x), y)
 
     def pure(p, x):
         return loss.forward(net.forward(p, x)[0], y)[0]

@@ -1,4 +1,4 @@
-"""Losses: reference values, extreme logits, and `loss(...)` gradients equal `loss.backward`."""
+"""Losses: reference values, extreme logits, and `jnet.apply(loss)` gradients = `loss.backward`."""
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,7 @@ def test_value_matches_optax(case):
     value, _ = loss.forward(outputs, targets)
     assert value.shape == ()
     np.testing.assert_allclose(value, want, rtol=1e-12)
-    np.testing.assert_allclose(loss(outputs, targets), want, rtol=1e-12)
+    np.testing.assert_allclose(jnet.apply(loss)(outputs, targets), want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("case", REFERENCES)
@@ -83,13 +83,17 @@ def test_call_gradient_is_loss_backward(case):
     @jax.jit
     def grads(outputs):
         return (
-            jax.grad(loss)(outputs, targets),  # custom_vjp: bwd is loss.backward ...
-            jax.grad(lambda o: 3.0 * loss(o, targets))(outputs),  # ... times the cotangent
+            jax.grad(jnet.apply(loss))(outputs, targets),  # custom_vjp: bwd is loss.backward ...
+            jax.grad(lambda o: 3.0 * jnet.apply(loss)(o, targets))(
+                outputs
+            ),  # ... times the cotangent
             jax.grad(lambda o: loss.forward(o, targets)[0])(outputs),  # autodiff of forward
         )
 
     call, call3, auto = grads(outputs)
-    np.testing.assert_allclose(jax.grad(loss)(outputs, targets), hand, rtol=1e-14)  # eager
+    np.testing.assert_allclose(
+        jax.grad(jnet.apply(loss))(outputs, targets), hand, rtol=1e-14
+    )  # eager
     np.testing.assert_allclose(call, hand, rtol=1e-12)
     np.testing.assert_allclose(call3, 3 * hand, rtol=1e-12)
     # And loss.backward is the true gradient.
@@ -98,7 +102,7 @@ def test_call_gradient_is_loss_backward(case):
 
 def test_targets_get_no_gradient():
     for loss, outputs, targets in [(SCE, LOGITS, ONEHOT), (MSE, LOGITS, TARGETS)]:
-        np.testing.assert_array_equal(jax.grad(loss, argnums=1)(outputs, targets), 0.0)
+        np.testing.assert_array_equal(jax.grad(jnet.apply(loss), argnums=1)(outputs, targets), 0.0)
 
 
 # Extreme logits: +-1e4 overflow exp() in any dtype, so only a stable form stays finite.
@@ -115,7 +119,7 @@ X_SCE = np.mean([0.0, 2 * BIG + np.log(2), np.log(3), 2 * BIG])
 def test_softmax_cross_entropy_extreme_logits(dtype, targets):
     logits = X_LOGITS.astype(dtype)
     y = X_LABELS if targets == "labels" else jax.nn.one_hot(X_LABELS, 3, dtype=dtype)
-    value, grad = jax.value_and_grad(SCE)(logits, y)
+    value, grad = jax.value_and_grad(jnet.apply(SCE))(logits, y)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
     np.testing.assert_allclose(value, X_SCE, rtol=1e-6)
     # Gradient (softmax - onehot) / N, exactly representable here.
@@ -129,7 +133,7 @@ def test_softmax_cross_entropy_extreme_logits(dtype, targets):
 def test_sigmoid_binary_cross_entropy_extreme_logits(dtype, shape):
     logits = jnp.array([BIG, BIG, -BIG, -BIG], dtype).reshape(shape)
     y = jnp.array([1.0, 0.0, 1.0, 0.0], dtype)
-    value, grad = jax.value_and_grad(BCE)(logits, y)
+    value, grad = jax.value_and_grad(jnet.apply(BCE))(logits, y)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
     np.testing.assert_allclose(value, (0 + BIG + BIG + 0) / 4, rtol=1e-6)
     np.testing.assert_allclose(grad.reshape(-1), np.array([0, 1, -1, 0]) / 4, atol=1e-7)
@@ -140,7 +144,7 @@ def test_sigmoid_binary_cross_entropy_extreme_logits(dtype, shape):
 def test_mean_squared_error_extreme_outputs(dtype):
     outputs = jnp.array([[BIG, -BIG], [0.0, BIG]], dtype)
     targets = jnp.array([[0.0, 0.0], [0.0, -BIG]], dtype)
-    value, grad = jax.value_and_grad(MSE)(outputs, targets)
+    value, grad = jax.value_and_grad(jnet.apply(MSE))(outputs, targets)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
     np.testing.assert_allclose(value, (BIG**2 + BIG**2 + 0 + 4 * BIG**2) / 4, rtol=1e-6)
     np.testing.assert_allclose(grad, 2 * (outputs - targets) / 4, rtol=1e-6)
@@ -148,14 +152,28 @@ def test_mean_squared_error_extreme_outputs(dtype):
 
 def test_losses_under_vmap_take_per_example_shapes():
     # Per example, (N, 1) logits and (N,) targets become (1,) and (): still interchangeable.
-    per_example = jax.vmap(BCE)(LOGITS[:, :1], BINARY)
-    np.testing.assert_allclose(per_example.mean(), BCE(LOGITS[:, :1], BINARY), rtol=1e-12)
-    per_example = jax.vmap(SCE)(LOGITS, LABELS)
-    np.testing.assert_allclose(per_example.mean(), SCE(LOGITS, LABELS), rtol=1e-12)
-    per_example = jax.vmap(MSE)(LOGITS, TARGETS)
-    np.testing.assert_allclose(per_example.mean(), MSE(LOGITS, TARGETS), rtol=1e-12)
+    per_example = jax.vmap(jnet.apply(BCE))(LOGITS[:, :1], BINARY)
+    np.testing.assert_allclose(
+        per_example.mean(), jnet.apply(BCE)(LOGITS[:, :1], BINARY), rtol=1e-12
+    )
+    per_example = jax.vmap(jnet.apply(SCE))(LOGITS, LABELS)
+    np.testing.assert_allclose(per_example.mean(), jnet.apply(SCE)(LOGITS, LABELS), rtol=1e-12)
+    per_example = jax.vmap(jnet.apply(MSE))(LOGITS, TARGETS)
+    np.testing.assert_allclose(per_example.mean(), jnet.apply(MSE)(LOGITS, TARGETS), rtol=1e-12)
 
 
 def test_softmax_cross_entropy_over_extra_leading_axes():
     logits = LOGITS.reshape(2, 3, 4)
-    np.testing.assert_allclose(SCE(logits, LABELS.reshape(2, 3)), SCE(LOGITS, LABELS), rtol=1e-14)
+    np.testing.assert_allclose(
+        jnet.apply(SCE)(logits, LABELS.reshape(2, 3)), jnet.apply(SCE)(LOGITS, LABELS), rtol=1e-14
+    )
+
+
+def test_a_loss_is_not_callable_but_apply_of_it_jits():
+    # jax.jit needs a weak reference to what it compiles, which a NamedTuple cannot give:
+    # a Loss is data; jnet.apply(loss) is the function (compiled twice: no crash).
+    with pytest.raises(TypeError):
+        jax.jit(SCE)
+    f = jax.jit(jnet.apply(SCE))
+    np.testing.assert_allclose(f(LOGITS, LABELS), SCE.forward(LOGITS, LABELS)[0], rtol=1e-14)
+    np.testing.assert_allclose(jax.jit(jnet.apply(SCE))(LOGITS, LABELS), f(LOGITS, LABELS))
