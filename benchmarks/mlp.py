@@ -147,10 +147,10 @@ def jnet_impl(name: str, task: Task, net, params, x, y, key) -> Impl:
         opt,
         num_examples=task.num_examples,
         batch_size=task.batch_size,
-        max_epochs=task.epochs,
+        epochs=task.epochs,
     )
     state = TrainState(params, opt.init(params), jnp.zeros((), jnp.int32), key)
-    args = (state, x, y, None, jnp.int32(task.epochs), jnp.int32(NO_STOP))
+    args = (state, x, y, None, jnp.int32(NO_STOP))
     compiled, seconds = _compile(engine.run, *args)
 
     def run():

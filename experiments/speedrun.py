@@ -121,7 +121,7 @@ def train(cfg: Config, data, seeds: Sequence[int], num_examples: int | None = No
     steps = n // cfg.batch_size * cfg.epochs
     opt = optimizer(cfg, steps)
     engine = make_epochs(
-        net, loss, opt, num_examples=n, batch_size=cfg.batch_size, max_epochs=cfg.epochs
+        net, loss, opt, num_examples=n, batch_size=cfg.batch_size, epochs=cfg.epochs
     )
 
     def fresh_state(seed):
@@ -132,7 +132,7 @@ def train(cfg: Config, data, seeds: Sequence[int], num_examples: int | None = No
 
     def call_args(seed):
         stop = jnp.int32(np.iinfo(np.int32).max)
-        return (fresh_state(seed), x, y, None, jnp.int32(cfg.epochs), stop)
+        return (fresh_state(seed), x, y, None, stop)
 
     start = time.perf_counter()
     compiled = engine.run.lower(*call_args(seeds[0])).compile()

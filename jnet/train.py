@@ -3,12 +3,13 @@
 The step uses jnet's hand-written gradient (`network.loss_and_grads`) and any optax
 `GradientTransformation`. An epoch is one `lax.scan` over minibatches gathered on the
 device from a permutation drawn from the epoch's key; several epochs run in one
-compiled `fori_loop` whose trip count is a traced argument, so a run compiles once
-whatever the number of epochs per call. Metrics come back to the host once per call.
+compiled `scan`, and `fit` picks one epoch count for all of a run's calls, so a run
+compiles once. Metrics come back to the host once per call.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -134,9 +135,9 @@ def per_layer(
 
 
 class _Epochs(NamedTuple):
-    run: Callable  # jitted (state, x, y, val, n_epochs, stop_step) -> (state, bad_step, metrics)
+    run: Callable  # jitted (state, x, y, validation, stop_step) -> (state, bad_step, metrics)
     steps_per_epoch: int
-    max_epochs: int
+    epochs: int  # epochs per call
 
 
 def make_epochs(
@@ -146,31 +147,33 @@ def make_epochs(
     *,
     num_examples: int,
     batch_size: int | None,
-    max_epochs: int,
+    epochs: int,
     l2: float = 0.0,
     eval_batch_size: int = 10_000,
     sharding: Any = None,
 ) -> _Epochs:
-    """Compiles up to `max_epochs` epochs as one on-device loop.
+    """Compiles `epochs` epochs as one on-device loop.
 
-    `run(state, x, y, validation, n_epochs, stop_step)` runs `n_epochs <= max_epochs`
-    epochs (a traced count: one compile serves every call) and returns
-    `(state, bad_step, metrics)`, where `metrics[name]` has shape `(max_epochs,)`.
-    Minibatches: a fresh permutation per epoch; the last partial batch is dropped
-    (`num_examples // batch_size` steps). `batch_size=None` is full-batch gradient
-    descent, one step per epoch. Divergence guard: once a step's loss is NaN or inf,
-    no later update is applied and `bad_step` is that step's global index (-1 if
-    none); no update is applied at or past `stop_step` either, which is how `fit`
-    replays up to the last finite state.
+    `run(state, x, y, validation, stop_step)` runs the epochs and returns
+    `(state, bad_step, metrics)`, where `metrics[name]` has shape `(epochs,)`. The
+    epoch count is static (a `scan`): a traced trip count would make a GPU read the
+    loop predicate back to the host every epoch. Minibatches: a fresh permutation per
+    epoch; the last partial batch is dropped (`num_examples // batch_size` steps).
+    `batch_size=None` is full-batch gradient descent, one step per epoch. Divergence
+    guard: once a step's loss is NaN or inf, no later update is applied and
+    `bad_step` is that step's global index (-1 if none); no update is applied at or
+    past `stop_step` either, which is how `fit` replays up to the last finite state.
     """
     step = make_step(net, loss, optimizer, l2=l2)
     full_batch = batch_size is None
     steps = 1 if full_batch else num_examples // batch_size
     if steps < 1:
         raise ValueError(f"batch_size {batch_size} exceeds the {num_examples} training examples")
-    names = ("loss", "accuracy", "val_loss", "val_accuracy")
+    if epochs < 1:
+        raise ValueError(f"epochs per call must be at least 1; got {epochs}")
 
-    def guarded(state, bad_step, stop_step, batch, key):
+    def guarded(carry, batch, key):
+        state, bad_step, stop_step, sums = carry
         new, m = step(state, batch, key)
         active = (state.step < stop_step) & (bad_step < 0)
         finite = jnp.isfinite(m["loss"])
@@ -178,62 +181,66 @@ def make_epochs(
         keep = active & finite
         # A select, fused into the update: a diverged or stopped run stands still.
         state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, state)
-        return state, bad_step, (m["loss"], m["accuracy"], keep)
+        # Running sums (loss, accuracy, steps kept) in the carry: no per-step outputs.
+        kept = jnp.stack([m["loss"], m["accuracy"], 1.0]).astype(sums.dtype)
+        sums = sums + jnp.where(keep, kept, 0)
+        return state, bad_step, stop_step, sums
 
-    def epoch(state, bad_step, stop_step, x, y):
+    def epoch(carry, x, y):
+        state, bad_step, stop_step = carry
         next_key, perm_key, drop_key = jax.random.split(state.key, 3)
         state = state._replace(key=next_key)
+        sums = jnp.zeros(3, jnp.float32)
+        carry = (state, bad_step, stop_step, sums)
         if full_batch:
-            state, bad_step, out = guarded(state, bad_step, stop_step, (x, y), drop_key)
-            out = jax.tree.map(lambda a: a[None], out)
+            carry = guarded(carry, (x, y), drop_key)
         else:
             perm = jax.random.permutation(perm_key, num_examples)[: steps * batch_size]
 
             def body(carry, i):
-                state, bad_step = carry
                 idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
                 xb = jnp.take(x, idx, axis=0, mode="clip")
                 yb = jnp.take(y, idx, axis=0, mode="clip")
                 if sharding is not None:  # keep each batch split along the mesh's data axis
                     xb = jax.lax.with_sharding_constraint(xb, sharding)
                     yb = jax.lax.with_sharding_constraint(yb, sharding)
-                key = jax.random.fold_in(drop_key, i)
-                state, bad_step, out = guarded(state, bad_step, stop_step, (xb, yb), key)
-                return (state, bad_step), out
+                return guarded(carry, (xb, yb), jax.random.fold_in(drop_key, i)), None
 
-            (state, bad_step), out = jax.lax.scan(body, (state, bad_step), jnp.arange(steps))
-        losses, accs, kept = out
-        n = jnp.sum(kept)
-        mean = lambda v: jnp.where(n > 0, jnp.sum(jnp.where(kept, v, 0)) / n, jnp.nan)
-        return state, bad_step, (mean(losses), mean(accs))  # NaN: no step was applied
+            carry, _ = jax.lax.scan(body, carry, jnp.arange(steps))
+        state, bad_step, stop_step, (loss_sum, acc_sum, n) = carry
+        mean = lambda v: jnp.where(n > 0, v / jnp.maximum(n, 1), jnp.nan)  # NaN: none applied
+        return (state, bad_step, stop_step), {"loss": mean(loss_sum), "accuracy": mean(acc_sum)}
 
-    def run(state, x, y, validation, n_epochs, stop_step):
-        buffers = {k: jnp.full((max_epochs,), jnp.nan, jnp.float32) for k in names}
-
-        def body(e, carry):
-            state, bad_step, buffers = carry
-            state, bad_step, (loss_e, acc_e) = epoch(state, bad_step, stop_step, x, y)
-            values = {"loss": loss_e, "accuracy": acc_e}
+    def run(state, x, y, validation, stop_step):
+        def body(carry, _):
+            carry, values = epoch(carry, x, y)
             if validation is not None:
-                v = evaluate_arrays(net, loss, state.params, *validation, eval_batch_size)
+                v = evaluate_arrays(net, loss, carry[0].params, *validation, eval_batch_size)
                 values |= {"val_loss": v["loss"], "val_accuracy": v["accuracy"]}
-            buffers = {
-                k: b.at[e].set(values[k].astype(jnp.float32)) if k in values else b
-                for k, b in buffers.items()
-            }
-            return state, bad_step, buffers
+            return carry, {k: v.astype(jnp.float32) for k, v in values.items()}
 
         bad_step = jnp.full((), -1, jnp.int32)
-        state, bad_step, buffers = jax.lax.fori_loop(0, n_epochs, body, (state, bad_step, buffers))
+        carry = (state, bad_step, jnp.asarray(stop_step, jnp.int32))
+        (state, bad_step, _), metrics = jax.lax.scan(body, carry, None, length=epochs)
         # Each step's loss is taken before its update, so an overflow in the call's last update
         # would go unseen: non-finite parameters count as divergence at the step they reach.
-        finite = jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(state.params)])
-        )
+        leaves = jax.tree.leaves(state.params)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in leaves]))
         bad_step = jnp.where((bad_step < 0) & ~finite, state.step, bad_step)
-        return state, bad_step, buffers
+        return state, bad_step, metrics
 
-    return _Epochs(jax.jit(run), steps, max_epochs)
+    return _Epochs(jax.jit(run), steps, epochs)
+
+
+def _epochs_per_call(todo: int, limit: int, checkpoint_every: int | None, done: int) -> int:
+    """The largest count <= limit that divides every call of the run: one compile.
+
+    Calls must end at the last epoch and at every multiple of `checkpoint_every`.
+    """
+    span = math.gcd(todo, checkpoint_every - done % checkpoint_every) if checkpoint_every else todo
+    if checkpoint_every:
+        span = math.gcd(span, checkpoint_every)
+    return next(d for d in range(min(limit, span), 0, -1) if span % d == 0)
 
 
 def _learning_rate(optimizer, opt_state) -> str:
@@ -279,8 +286,9 @@ def fit(
       l2: weight decay, `l2 * 0.5 * sum(w ** 2)` added to the loss and its gradient.
       checkpoint_dir: save the whole state there every `checkpoint_every` epochs and
         at the end, and resume from the newest good checkpoint in it.
-      epochs_per_call: epochs per compiled call (metrics come back once per call);
-        default 1 for minibatches, up to 100 for full batch.
+      epochs_per_call: at most this many epochs per compiled call (metrics come back
+        once per call); default 1 for minibatches, 100 for full batch. The count used
+        divides every call of the run (and `checkpoint_every`), so the run compiles once.
       mesh: a `jax.sharding.Mesh` with a "data" axis: shard every batch along it.
     Returns:
       `params` and `history`, a dict of per-epoch lists: epoch, loss, accuracy,
@@ -325,31 +333,28 @@ def fit(
                 )
             history = {k: list(v) for k, v in meta["history"].items()}
 
-    per_call = epochs_per_call or (min(epochs, 100) if batch_size is None else 1)
-    if checkpoint_every:
-        per_call = min(per_call, checkpoint_every)
+    limit = epochs_per_call or (100 if batch_size is None else 1)
+    per_call = _epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
     engine = make_epochs(
         net,
         loss,
         optimizer,
         num_examples=x.shape[0],
         batch_size=batch_size,
-        max_epochs=max(per_call, 1),
+        epochs=per_call,
         l2=l2,
         eval_batch_size=eval_batch_size,
         sharding=batch_sharding,
     )
     no_stop = jnp.asarray(np.iinfo(np.int32).max, jnp.int32)
     bar = _progress(progress, epochs, done)
-    starts: list = []  # (state, n) of the last two calls, for the divergence replay
+    starts: list = []  # the states the last two calls began with, for the divergence replay
     try:
         while done < epochs:
-            n = min(per_call, epochs - done)
-            if checkpoint_every:
-                n = min(n, checkpoint_every - done % checkpoint_every)
-            starts = starts[-1:] + [(state, n)]
+            n = per_call
+            starts = starts[-1:] + [state]
             start = time.perf_counter()
-            new_state, bad_step, metrics = engine.run(state, x, y, validation, n, no_stop)
+            new_state, bad_step, metrics = engine.run(state, x, y, validation, no_stop)
             metrics, bad_step = jax.device_get((metrics, bad_step))
             seconds = (time.perf_counter() - start) / n
             if bad_step >= 0:
@@ -389,16 +394,16 @@ def _diverged(
 ):
     """Replays up to the last finite state and raises DivergenceError with it.
 
-    `starts` holds `(state, n_epochs)` of the last two calls, newest last: when the
+    `starts` holds the states the last two calls began with, newest last: when the
     newest call began on the bad state itself, the previous call is replayed.
     """
     steps = engine.steps_per_epoch
     epoch = bad_step // steps + 1  # 1-based epoch of the whole run
-    start, n = starts[-1]
+    start = starts[-1]
     if bad_step - 1 < int(start.step) and len(starts) > 1:
-        start, n = starts[-2]
+        start = starts[-2]
     stop = jnp.asarray(max(bad_step - 1, int(start.step)), jnp.int32)
-    last_good, _, _ = engine.run(start, x, y, validation, n, stop)
+    last_good, _, _ = engine.run(start, x, y, validation, stop)
     _record(history, metrics, done, epoch - 1 - done, seconds)  # the epochs before the bad one
     raise DivergenceError(
         f"loss became NaN or inf at epoch {epoch}, step {bad_step % steps + 1} of {steps} "

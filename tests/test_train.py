@@ -174,28 +174,27 @@ def test_an_epoch_compiles_once_per_run(monkeypatch, caplog, tmp_path):
             key=jax.random.key(0),
             progress=False,
         )
-    assert history["epoch"] == list(range(1, 8))  # calls of 3, 3 and 1 epochs
+    assert history["epoch"] == list(range(1, 8))  # 7 calls of 1 epoch: 1 divides 7 and 3
     compiles = [r.getMessage() for r in caplog.records if "Compiling jit(run)" in r.getMessage()]
     assert len(compiles) == 1, compiles
     (engine,) = engines
     assert engine.run._cache_size() == 1
-    assert engine.steps_per_epoch == 10 and engine.max_epochs == 3
+    assert engine.steps_per_epoch == 10 and engine.epochs == 1
 
 
 def test_epochs_drop_the_partial_batch():
     x, y = blobs(103)
     net = jnet.serial(jnet.dense(4), jnet.relu(), jnet.dense(3))
     state = jnet.init_state(net, optax.sgd(0.1), jax.random.key(0), (1, 8))
-    engine = train.make_epochs(
-        net, CE, optax.sgd(0.1), num_examples=103, batch_size=10, max_epochs=4
-    )
+    engine = train.make_epochs(net, CE, optax.sgd(0.1), num_examples=103, batch_size=10, epochs=2)
     stop = jnp.asarray(np.iinfo(np.int32).max, jnp.int32)
-    state, bad_step, metrics = engine.run(state, jnp.asarray(x), jnp.asarray(y), None, 2, stop)
-    assert int(state.step) == 20 and int(bad_step) == -1
-    assert np.all(np.isfinite(metrics["loss"][:2])) and np.all(np.isnan(metrics["loss"][2:]))
+    for _ in range(2):  # a second call: same shapes, no recompile
+        state, bad_step, metrics = engine.run(state, jnp.asarray(x), jnp.asarray(y), None, stop)
+    assert int(state.step) == 40 and int(bad_step) == -1
+    assert metrics["loss"].shape == (2,) and np.all(np.isfinite(metrics["loss"]))
     assert engine.run._cache_size() == 1
     with pytest.raises(ValueError, match="batch_size 200 exceeds the 103"):
-        train.make_epochs(net, CE, optax.sgd(0.1), num_examples=103, batch_size=200, max_epochs=1)
+        train.make_epochs(net, CE, optax.sgd(0.1), num_examples=103, batch_size=200, epochs=1)
 
 
 def test_progress_bar(capfd):
@@ -330,3 +329,13 @@ def test_overflow_in_the_last_update_is_divergence():
 
     with pytest.raises(jnet.DivergenceError):
         jnet.fit(net, CE, optimizer, x, y, epochs=1, key=jax.random.key(0), progress=False)
+
+
+def test_epochs_per_call_divides_every_call():
+    # (epochs left, limit, checkpoint_every, epochs done) -> epochs per call
+    assert train._epochs_per_call(500, 100, None, 0) == 100
+    assert train._epochs_per_call(60_000, 60_000, None, 0) == 60_000
+    assert train._epochs_per_call(10, 4, None, 0) == 2
+    assert train._epochs_per_call(7, 3, 3, 0) == 1
+    assert train._epochs_per_call(12, 100, 4, 0) == 4
+    assert train._epochs_per_call(8, 100, 4, 2) == 2  # resumed mid-interval: 2, then 4s
