@@ -199,23 +199,25 @@ def main(argv=None) -> dict:
     files = []
     for (name, (_, _, tutorial, key)), stem in zip(configs.items(), ("small", "deep"), strict=True):
         h = results[name][0]["history"]
-        lines = {
-            "ours: train": (np.arange(len(h["accuracy"])), np.asarray(h["accuracy"]) * 100),
-            "ours: test": (np.arange(len(h["val_accuracy"])), np.asarray(h["val_accuracy"]) * 100),
-        }
+        which = "train" if key == "accuracy" else "test"  # the curve the tutorial printed
+        lines = {}
+        for r in results[name]:  # that curve for every seed: the spread the tutorial is in
+            acc = np.asarray(r["history"][key]) * 100
+            lines[f"ours: {which}, seed {r['seed']}"] = (np.arange(len(acc)), acc)
         if same:
-            label = "tutorial: " + ("train" if key == "accuracy" else "test")
-            lines[label] = (list(tutorial), [v * 100 for v in tutorial.values()])
+            lines[f"tutorial: {which}"] = (list(tutorial), [v * 100 for v in tutorial.values()])
         style = lambda label: (
-            {"marker": "o", "ls": "", "ms": 4, "color": "k"} if label.startswith("tutorial") else {}
+            {"marker": "o", "ls": "", "ms": 4, "color": "k"}
+            if label.startswith("tutorial")
+            else {"lw": 1.0}
         )
         files.append(
             plots.series(
                 lines,
                 args.out / f"accuracy_{stem}.png",
-                x_label="epoch (updates before the train accuracy; test measured after the update)",
-                y_label="accuracy (%)",
-                title=f"{name}, U(-0.5, 0.5) init, lr {args.lr}, full batch (seed {args.seed})",
+                x_label=f"epoch (the {which} accuracy the tutorial prints at that epoch)",
+                y_label=f"{which} accuracy (%)",
+                title=f"{name}, U(-0.5, 0.5) init, lr {args.lr}, full batch",
                 style=style,
             )
         )

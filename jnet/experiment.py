@@ -101,7 +101,7 @@ def seeds(args: argparse.Namespace) -> list[int]:
     return list(range(args.seed, args.seed + getattr(args, "num_seeds", 1)))
 
 
-def mesh(devices: int | None):
+def mesh(devices: int | None) -> Any:
     """A data-parallel mesh over the first `devices` devices, or None for one device."""
     if not devices:
         return None
@@ -262,8 +262,8 @@ def load_mnist(
     """MNIST-layout IDX data, flattened and scaled: the first `train_size`/`test_size` images.
 
     Returns:
-      `(x_train, y_train), (x_test, y_test)`: x float32 (N, 784) in [0, 1], y int64 (N,).
-      The raw uint8 images stay reachable through `images(x)`.
+      `(x_train, y_train), (x_test, y_test)`: x float32 (N, 784) in [0, 1], y int64 (N,);
+      `images(x)` gives them back as (N, 28, 28) for plotting.
     """
     from jnet import data
 
