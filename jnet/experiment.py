@@ -88,11 +88,18 @@ def parser(name: str, doc: str | None, *, devices: bool = True) -> argparse.Argu
 def parse(
     p: argparse.ArgumentParser, argv: Sequence[str] | None, quick: dict[str, Any]
 ) -> argparse.Namespace:
-    """Parses `argv`; with `--quick`, `quick` replaces the defaults (explicit flags still win)."""
+    """Parses `argv`; with `--quick`, `quick` replaces the defaults (explicit flags still win).
+
+    In a multi-process run, processes other than 0 write to `<out>/process<i>/`.
+    """
     args = p.parse_args(argv)
     if args.quick:
         p.set_defaults(**quick)
         args = p.parse_args(argv)
+    if jax.process_count() > 1 and jax.process_index() > 0:
+        # Multi-process runs (`python -m jnet.distributed`): every process computes the same
+        # numbers; process 0 writes to --out, the others to a sub-folder, never the same file.
+        args.out = args.out / f"process{jax.process_index()}"
     return args
 
 
