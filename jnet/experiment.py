@@ -176,8 +176,8 @@ def mean_std(values: float | Iterable[float]) -> tuple[float, float | None, int]
 def fmt(value: Any, unit: str = "%") -> str:
     """Formats a number or a list (mean ± std (n=...)).
 
-    Units: "%" shows fractions as percent with one decimal, "s" seconds with one decimal,
-    "" four significant digits.
+    Units: "%" shows fractions as percent with one decimal (two when the std is under 0.1
+    points), "s" seconds with one decimal, "" four significant digits.
     """
     if value is None:
         return "-"
@@ -187,7 +187,8 @@ def fmt(value: Any, unit: str = "%") -> str:
     if math.isnan(mean):
         return "nan"
     if unit == "%":
-        one = lambda v: f"{v * 100:.1f}"
+        digits = 2 if std is not None and std < 1e-3 else 1  # show spreads under 0.1 points
+        one = lambda v: f"{v * 100:.{digits}f}"
     elif unit == "s":
         one = lambda v: f"{v:.1f}"
     else:

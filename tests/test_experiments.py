@@ -126,14 +126,16 @@ def test_table_formatting():
         ex.row("a", "acc", [0.9, 0.92], 0.915),
         ex.row("b", "cost", 0.000123, None, unit=""),
         ex.row("c", "time", [1.0, 3.0], None, unit="s", note="cpu"),
+        ex.row("d", "acc", [0.9866, 0.9870], None),
     ]
     lines = ex.table_lines(rows)
     assert lines[0].split() == TABLE_HEADER
     assert "91.0 ± 1.4% (n=2)" in lines[2] and "91.5%" in lines[2]
     assert "0.000123" in lines[3] and lines[3].split()[-1] == "-"
     assert "2.0 ± 1.4 s (n=2)" in lines[4]
+    assert "98.68 ± 0.03% (n=2)" in lines[5]  # a small spread gets two decimals
     md = ex.table_lines(rows, markdown=True)
-    assert md[0] == "| run | metric | ours | tutorial | note |" and len(md) == 5
+    assert md[0] == "| run | metric | ours | tutorial | note |" and len(md) == 6
 
 
 def test_devices_flag(tmp_path, data_dir):
