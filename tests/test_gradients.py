@@ -16,19 +16,10 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 import jnet
-from jnet.gradcheck import TOLERANCES, GradientCheckError, check_gradients
+from jnet.gradcheck import TOLERANCES, GradientCheckError, assert_trees_close, check_gradients
 from jnet.gradcheck.registry import CASES, case_inputs, check_case
 
 NAMES = list(CASES)
-
-
-def assert_trees_close(got, want, rtol, atol=0.0):
-    """Same pytree structure, then each leaf close (`np.testing.assert_allclose`)."""
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(want)[0]]
-    for path, g, w in zip(paths, jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert jnp.shape(g) == jnp.shape(w), path
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=path)
 
 
 @functools.cache

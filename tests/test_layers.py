@@ -10,18 +10,10 @@ import pytest
 
 import jnet
 from jnet import init as initializers
+from jnet.gradcheck import assert_trees_close
 from jnet.gradcheck.registry import CASES, case_inputs
 
 NAMES = list(CASES)
-
-
-def assert_trees_close(got, want, rtol, atol=0.0):
-    """Same pytree structure, then each leaf close (`np.testing.assert_allclose`)."""
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(want)[0]]
-    for path, g, w in zip(paths, jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert jnp.shape(g) == jnp.shape(w), path
-        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=path)
 
 
 @functools.cache

@@ -169,3 +169,17 @@ def check_gradients(
             f"\n{report.table()}"
         )
     return report
+
+
+def assert_trees_close(got: Any, want: Any, rtol: float, atol: float = 0.0) -> None:
+    """Asserts the same pytree structure, then each leaf close (`np.testing.assert_allclose`).
+
+    The failure message names the leaf by its path, e.g. `[0]['w']`.
+    """
+    assert jax.tree.structure(got) == jax.tree.structure(want), (
+        f"tree structures differ: {jax.tree.structure(got)} vs {jax.tree.structure(want)}"
+    )
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(want)[0]]
+    for path, g, w in zip(paths, jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert jnp.shape(g) == jnp.shape(w), f"{path}: shape {jnp.shape(g)} vs {jnp.shape(w)}"
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=path)
