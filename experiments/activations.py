@@ -100,11 +100,8 @@ def main(argv=None) -> dict:
         },
         "rows": rows,
         "checks": checks,
-        "files": [f.name for f in files],
-        "seconds": timer(),
     }
-    print(f"\nwrote {ex.write_metrics(args.out, metrics)} and {len(files)} plots")
-    return metrics
+    return ex.finish(args.out, metrics, files, timer())
 
 
 if __name__ == "__main__":

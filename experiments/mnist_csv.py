@@ -263,11 +263,8 @@ def main(argv=None) -> dict:
             ]
             for name, runs in results.items()
         },
-        "files": [f.name for f in files],
-        "seconds": timer(),
     }
-    print(f"\nwrote {ex.write_metrics(args.out, metrics)} and {len(files)} plots")
-    return metrics
+    return ex.finish(args.out, metrics, files, timer())
 
 
 if __name__ == "__main__":

@@ -164,6 +164,15 @@ def write_metrics(out: pathlib.Path, metrics: dict[str, Any]) -> pathlib.Path:
     return path
 
 
+def finish(
+    out: pathlib.Path, metrics: dict[str, Any], files: Sequence[pathlib.Path], seconds: float
+) -> dict[str, Any]:
+    """Adds the plots' names and the run time, writes `out/metrics.json`, says so; returns it."""
+    metrics = {**metrics, "files": [f.name for f in files], "seconds": seconds}
+    print(f"\nwrote {write_metrics(out, metrics)} and {len(files)} plots")
+    return metrics
+
+
 def mean_std(values: float | Iterable[float]) -> tuple[float, float | None, int]:
     """`(mean, sample std or None for one value, count)`."""
     vals = [float(values)] if isinstance(values, int | float) else [float(v) for v in values]
