@@ -115,10 +115,7 @@ def network(cfg: dict[str, Any]) -> jnet.Layer:
     else:
         init = jnet.init.lecun_normal()  # randn / sqrt(fan_in)
     act = {"tanh": jnet.tanh, "relu": jnet.relu}[cfg["activation"]]
-    layers = []
-    for n in cfg["hidden"]:
-        layers += [jnet.dense(n, init), act()]
-    return jnet.serial(*layers, jnet.dense(1, init))
+    return jnet.mlp([*cfg["hidden"], 1], act, w_init=init)
 
 
 def numpy_init(cfg: dict[str, Any], n_in: int, dtype) -> tuple:

@@ -76,10 +76,7 @@ def parse_args(argv=None):
 
 def network(*hidden: int) -> jnet.Layer:
     init = jnet.init.uniform(-0.5, 0.5)  # tutorial: np.random.rand(...) - 0.5, w and b
-    layers = []
-    for n in hidden:
-        layers += [jnet.dense(n, init, init), jnet.relu()]
-    return jnet.serial(*layers, jnet.dense(10, init, init))
+    return jnet.mlp([*hidden, 10], w_init=init, b_init=init)
 
 
 def load(args) -> tuple[np.ndarray, np.ndarray, str]:

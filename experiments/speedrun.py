@@ -78,12 +78,7 @@ QUICK = Config("quick", (32,), 256, 1, 3e-3, bf16=True, label_smoothing=0.1)
 def network(cfg: Config) -> jnet.Layer:
     """`dense, relu, [dropout], ..., dense(10)`, matmuls in bf16 if asked."""
     dtype = jnp.bfloat16 if cfg.bf16 else None
-    layers = []
-    for n in cfg.hidden:
-        layers += [jnet.dense(n, compute_dtype=dtype), jnet.relu()]
-        if cfg.dropout:
-            layers.append(jnet.dropout(cfg.dropout))
-    return jnet.serial(*layers, jnet.dense(10, compute_dtype=dtype))
+    return jnet.mlp([*cfg.hidden, 10], dropout_rate=cfg.dropout, compute_dtype=dtype)
 
 
 def optimizer(cfg: Config, total_steps: int) -> optax.GradientTransformation:
@@ -227,7 +222,7 @@ def load_data(data_dir: str | None):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=_default_data_dir(), help="folder holding mnist/")
+    p.add_argument("--data-dir", default=default_data_dir(), help="folder holding mnist/")
     p.add_argument("--quick", action="store_true", help="toy sizes: checks that it runs")
     p.add_argument("--bf16-compare", action="store_true", help="also bf16 vs f32, tuned run")
     p.add_argument("--sweep", action="store_true", help="run the candidate recipes instead")
@@ -237,7 +232,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _default_data_dir() -> str | None:
+def default_data_dir() -> str | None:
+    """`$JNET_DATA_DIR`, else the project's `../shared/data`, else `./data` (carried to a GPU)."""
     if os.environ.get(jnet.data.DATA_DIR_ENV):
         return os.environ[jnet.data.DATA_DIR_ENV]
     for folder in (REPO.parent / "shared" / "data", REPO / "data"):

@@ -21,6 +21,7 @@ from jnet.losses import mean_squared_error as mean_squared_error
 from jnet.losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jnet.losses import softmax_cross_entropy as softmax_cross_entropy
 from jnet.network import apply as apply
+from jnet.network import mlp as mlp
 from jnet.network import serial as serial
 from jnet.network import value_and_grad as value_and_grad
 from jnet.train import DivergenceError as DivergenceError

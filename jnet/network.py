@@ -6,12 +6,12 @@ hand-written backwards: JAX never differentiates the forward pass on these paths
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 
-from jnet.layers import Layer, Params
+from jnet.layers import Layer, Params, dense, dropout, relu
 from jnet.losses import Loss, differentiable
 
 
@@ -56,6 +56,31 @@ def serial(*layers: Layer) -> Layer:
         return tuple(grads), dy
 
     return Layer(init, forward, backward)
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: Callable[[], Layer] = relu,
+    *,
+    dropout_rate: float = 0.0,
+    **dense_kwargs: Any,
+) -> Layer:
+    """`dense, activation, [dropout], ..., dense`: a multilayer perceptron.
+
+    Args:
+      sizes: the widths of the dense layers; the last is the output (logits).
+      activation: factory of the hidden activation, e.g. `jnet.tanh`.
+      dropout_rate: if > 0, a `dropout` after every hidden activation.
+      **dense_kwargs: passed to every `dense` (`w_init`, `b_init`, `compute_dtype`).
+
+    Example: `mlp([512, 10], w_init=jnet.init.normal(0.01))` is tutorial 000's 784-512-10.
+    """
+    layers = []
+    for n in sizes[:-1]:
+        layers += [dense(n, **dense_kwargs), activation()]
+        if dropout_rate:
+            layers.append(dropout(dropout_rate))
+    return serial(*layers, dense(sizes[-1], **dense_kwargs))
 
 
 def _at(i, fn, *args, **kwargs):

@@ -18,12 +18,7 @@ RTOL, FD_TOL, FD_EPS = TOLERANCES["bfloat16"]  # vs jax.grad, vs finite differen
 
 
 def mlp(compute_dtype=None, sizes=(16, 10)):
-    layers = []
-    for i, n in enumerate(sizes):
-        layers.append(jnet.dense(n, compute_dtype=compute_dtype))
-        if i < len(sizes) - 1:
-            layers.append(jnet.relu())
-    return jnet.serial(*layers)
+    return jnet.mlp(sizes, compute_dtype=compute_dtype)
 
 
 def float32_inputs(net, n=8, d=12, classes=10, seed=0):

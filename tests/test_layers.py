@@ -317,3 +317,16 @@ def test_init_is_deterministic_in_the_key():
     _, c = net.init(jax.random.key(1), (3, 5))
     assert_trees_close(a, b, rtol=0)
     assert not np.allclose(a[0]["w"], c[0]["w"])
+
+
+def test_mlp_is_dense_activation_dropout_then_dense():
+    net = jnet.mlp([5, 4, 3], jnet.tanh, dropout_rate=0.5, w_init=initializers.normal(0.01))
+    out_shape, params = net.init(jax.random.key(0), (2, 6))
+    assert out_shape == (2, 3)
+    # dense, tanh, dropout, dense, tanh, dropout, dense: parameters only on the dense layers
+    assert [bool(p) for p in params] == [True, False, False, True, False, False, True]
+    assert [p["w"].shape for p in params if p] == [(6, 5), (5, 4), (4, 3)]
+    x = jnp.ones((2, 6))
+    assert not np.array_equal(
+        net.forward(params, x, key=jax.random.key(1))[0], net.forward(params, x)[0]
+    )

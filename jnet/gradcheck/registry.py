@@ -21,7 +21,7 @@ from jnet.losses import (
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
-from jnet.network import serial
+from jnet.network import mlp, serial
 
 
 def _labels(key, out_shape, dtype):
@@ -53,10 +53,7 @@ class Case(NamedTuple):
 def _mlp(sizes, activation):
     # Random biases: with zero biases a layer after all-dead ReLUs sits exactly on a kink,
     # where finite differences and any subgradient disagree.
-    layers = []
-    for n in sizes:
-        layers += [L.dense(n, b_init=initializers.normal(0.1)), activation()]
-    return serial(*layers[:-1])
+    return mlp(sizes, activation, b_init=initializers.normal(0.1))
 
 
 CASES: dict[str, Case] = {
