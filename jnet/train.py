@@ -126,6 +126,12 @@ def per_layer(
 
     def labels(params):
         n = len(params)
+        outside = [i for i in overrides if not -n <= i < n]
+        if outside:
+            raise ValueError(
+                f"per_layer: layer index {outside[0]} is outside the network's {n} layers "
+                f"(valid: {-n} to {n - 1})"
+            )
         chosen = {i % n: f"layer{i}" for i in overrides}
         return tuple(
             jax.tree.map(lambda _, i=i: chosen.get(i, "default"), p) for i, p in enumerate(params)
@@ -398,17 +404,23 @@ def _diverged(
     newest call began on the bad state itself, the previous call is replayed.
     """
     steps = engine.steps_per_epoch
-    epoch = bad_step // steps + 1  # 1-based epoch of the whole run
+    # A bad step inside the call is a non-finite loss; one at the call's end means every
+    # loss was finite but the call's last update left non-finite parameters.
+    in_update = bad_step == (done + engine.epochs) * steps
+    seen = bad_step - 1 if in_update else bad_step
+    epoch = seen // steps + 1  # 1-based epoch of the whole run
     start = starts[-1]
     if bad_step - 1 < int(start.step) and len(starts) > 1:
         start = starts[-2]
     stop = jnp.asarray(max(bad_step - 1, int(start.step)), jnp.int32)
     last_good, _, _ = engine.run(start, x, y, validation, stop)
     _record(history, metrics, done, epoch - 1 - done, seconds)  # the epochs before the bad one
+    what = "the update of" if in_update else "the loss at"
     raise DivergenceError(
-        f"loss became NaN or inf at epoch {epoch}, step {bad_step % steps + 1} of {steps} "
-        f"(global step {bad_step}) with {_learning_rate(lr, opt_state)}; the last finite "
-        f"state (after {int(last_good.step)} updates) is in .state / .params",
+        f"{what} epoch {epoch}, step {seen % steps + 1} of {steps} (global step {seen}) "
+        f"{'made the parameters' if in_update else 'became'} NaN or inf with "
+        f"{_learning_rate(lr, opt_state)}; the last finite state (after "
+        f"{int(last_good.step)} updates) is in .state / .params",
         last_good,
         history,
     )

@@ -304,3 +304,13 @@ def test_random_mlps_pass_check_gradients(sizes, activation, loss_case, batch, i
     y = _targets(loss_case, (batch, out_dim), rng)
     report = check_gradients(net, CASES[loss_case].loss, params, x, y, name="mlp")
     assert report.ok and max(r.rel_err for r in report.rows) <= 1e-10, report.table()
+
+
+def test_check_gradients_takes_explicit_tolerances_including_zero():
+    net = scale_layer(dw_factor=1 + 1e-12)  # off by 1e-12: inside float64's default rtol
+    params, x, y = _user_case(net)
+    assert check_gradients(net, jnet.mean_squared_error, params, x, y).ok
+    with pytest.raises(GradientCheckError, match="leaf 'w'"):
+        check_gradients(net, jnet.mean_squared_error, params, x, y, rtol=0.0)
+    with pytest.raises(ValueError, match="fd_eps must be positive; got 0"):
+        check_gradients(net, jnet.mean_squared_error, params, x, y, fd_eps=0.0)

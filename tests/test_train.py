@@ -7,9 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _train_support import all_finite, assert_trees_equal, float32, without_seconds
 
 import jnet
 import jnet.train as train
+from jnet.gradcheck import assert_trees_close
 from jnet.network import value_and_grad
 
 CE, BCE, MSE = (
@@ -17,23 +19,6 @@ CE, BCE, MSE = (
     jnet.sigmoid_binary_cross_entropy,
     jnet.mean_squared_error,
 )
-
-
-def assert_trees_equal(a, b):
-    """Same structure and every leaf bit-identical."""
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        assert x.dtype == y.dtype and np.array_equal(np.asarray(x), np.asarray(y))
-
-
-def assert_trees_close(a, b, rtol):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=0)
-
-
-def without_seconds(history: dict) -> dict:
-    return {k: v for k, v in history.items() if k != "seconds"}
 
 
 def blobs(n: int = 120, d: int = 8, classes: int = 3, seed: int = 0):
@@ -106,6 +91,14 @@ def test_per_layer_learning_rates(overrides):
             expected = old[i][name] + (-lr) * grads[i][name]
             assert np.array_equal(new.params[i][name], expected), (i, name)
     assert new.params[1] == new.params[3] == ()
+
+
+def test_per_layer_refuses_a_layer_the_network_lacks():
+    net = jnet.serial(jnet.dense(4), jnet.relu(), jnet.dense(2))
+    for index in (3, -4):
+        optimizer = train.per_layer(optax.sgd(0.1), {index: optax.sgd(1.0)})
+        with pytest.raises(ValueError, match=f"layer index {index} is outside the network's 3"):
+            jnet.init_state(net, optimizer, jax.random.key(0), (1, 5))
 
 
 def test_train_step_matches_make_step_and_donates():
@@ -320,15 +313,18 @@ def test_evaluate_binary_matches_numpy(target_shape):
 def test_overflow_in_the_last_update_is_divergence():
     x, y = blobs(64, 8)
     x = x * 100
-    f32 = lambda init: lambda key, shape, dtype=None: init(key, shape, jnp.float32)
-    net = jnet.serial(jnet.dense(3, f32(jnet.init.glorot_normal()), f32(jnet.init.zeros())))
+    net = jnet.serial(jnet.dense(3, float32(jnet.init.glorot_normal()), float32(jnet.init.zeros())))
     optimizer = optax.sgd(1e37)
     state = jnet.init_state(net, optimizer, jax.random.key(0), (1, 8))
     new, metrics = jnet.make_step(net, CE, optimizer)(state, (x, y))
     assert np.isfinite(metrics["loss"]) and not np.all(np.isfinite(new.params[0]["w"]))
 
-    with pytest.raises(jnet.DivergenceError):
+    # The run's one update overflows: every loss was finite, so the update is to blame.
+    with pytest.raises(jnet.DivergenceError) as info:
         jnet.fit(net, CE, optimizer, x, y, epochs=1, key=jax.random.key(0), progress=False)
+    e = info.value
+    assert "the update of epoch 1, step 1 of 1 (global step 0) made the parameters" in str(e)
+    assert int(e.state.step) == 0 and all_finite(e.state) and e.history["epoch"] == []
 
 
 def test_epochs_per_call_divides_every_call():

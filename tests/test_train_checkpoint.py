@@ -4,10 +4,10 @@ import shutil
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _train_support import assert_trees_equal, float32, without_seconds
 
 import jnet
 from jnet.checkpoint import Checkpointer, CheckpointError
@@ -20,24 +20,9 @@ CE = jnet.softmax_cross_entropy
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-def float32(initializer):
-    return lambda key, shape, dtype=None: initializer(key, shape, jnp.float32)
-
-
 W, B = float32(jnet.init.glorot_normal()), float32(jnet.init.zeros())
 # Dropout draws a fresh mask every step and adam carries moments: both must survive a resume.
 NET = jnet.serial(jnet.dense(16, W, B), jnet.relu(), jnet.dropout(0.2), jnet.dense(3, W, B))
-
-
-def assert_trees_equal(a, b):
-    """Same structure and every leaf bit-identical."""
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        assert x.dtype == y.dtype and np.array_equal(np.asarray(x), np.asarray(y))
-
-
-def without_seconds(history: dict) -> dict:
-    return {k: v for k, v in history.items() if k != "seconds"}
 
 
 @pytest.fixture(scope="module")

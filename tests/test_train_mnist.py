@@ -5,10 +5,10 @@ import shutil
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _train_support import all_finite, assert_trees_equal, float32
 
 import jnet
 import jnet.data as data
@@ -17,26 +17,10 @@ from jnet.checkpoint import Checkpointer
 CE, MSE = jnet.softmax_cross_entropy, jnet.mean_squared_error
 
 
-def float32(initializer):
-    """`initializer` drawing float32 whatever the dtype asked (conftest turns on float64)."""
-    return lambda key, shape, dtype=None: initializer(key, shape, jnp.float32)
-
-
 def tutorial_net(hidden: int = 512):
     """784-hidden-10 relu with the tutorials' `randn * 0.01` weights and zero biases."""
     w, b = float32(jnet.init.normal(0.01)), float32(jnet.init.zeros())
     return jnet.serial(jnet.dense(hidden, w, b), jnet.relu(), jnet.dense(10, w, b))
-
-
-def assert_trees_equal(a, b):
-    """Same structure and every leaf bit-identical."""
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        assert x.dtype == y.dtype and np.array_equal(np.asarray(x), np.asarray(y))
-
-
-def all_finite(tree) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
 
 
 @pytest.fixture(scope="module")

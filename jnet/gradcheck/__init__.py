@@ -102,7 +102,11 @@ def check_gradients(
     x = jnp.asarray(x)
     dtype = jnp.result_type(*jax.tree.leaves(params), x) if jax.tree.leaves(params) else x.dtype
     d_rtol, d_fd_tol, d_eps = TOLERANCES.get(jnp.dtype(dtype).name, TOLERANCES["float32"])
-    rtol, fd_tol, fd_eps = rtol or d_rtol, fd_tol or d_fd_tol, fd_eps or d_eps
+    rtol = d_rtol if rtol is None else rtol  # 0 is a legitimate (exact) tolerance
+    fd_tol = d_fd_tol if fd_tol is None else fd_tol
+    fd_eps = d_eps if fd_eps is None else fd_eps
+    if not fd_eps > 0:
+        raise ValueError(f"check_gradients: fd_eps must be positive; got {fd_eps}")
 
     def value(p, x):
         return loss.forward(net.forward(p, x, key=key)[0], y)[0]
@@ -112,7 +116,7 @@ def check_gradients(
     )
     with_x = jnp.issubdtype(x.dtype, jnp.floating)
     ref_p, ref_x = (
-        jax.jit(jax.grad(value, argnums=(0, 1) if with_x else 0))(params, x)
+        jax.jit(jax.grad(value, argnums=(0, 1)))(params, x)
         if with_x
         else (jax.jit(jax.grad(value))(params, x), None)
     )

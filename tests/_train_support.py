@@ -1,0 +1,26 @@
+"""Helpers shared by the training tests: bit-exact tree comparison, float32 initializers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def assert_trees_equal(a, b) -> None:
+    """Same structure and every leaf bit-identical."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert x.dtype == y.dtype and np.array_equal(np.asarray(x), np.asarray(y))
+
+
+def all_finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree))
+
+
+def without_seconds(history: dict) -> dict:
+    """A history without its wall-clock column, which no two runs share."""
+    return {k: v for k, v in history.items() if k != "seconds"}
+
+
+def float32(initializer):
+    """`initializer` drawing float32 weights even with jax_enable_x64 on (as on a GPU)."""
+    return lambda key, shape, dtype=None: initializer(key, shape, jnp.float32)
