@@ -241,11 +241,10 @@ def make_epochs(
 def _epochs_per_call(todo: int, limit: int, checkpoint_every: int | None, done: int) -> int:
     """The largest count <= limit that divides every call of the run: one compile.
 
-    Calls must end at the last epoch and at every multiple of `checkpoint_every`.
+    Calls must end at the last epoch and at every multiple of `checkpoint_every`, so
+    the count divides the epochs left, and `checkpoint_every` and `done` when given.
     """
-    span = math.gcd(todo, checkpoint_every - done % checkpoint_every) if checkpoint_every else todo
-    if checkpoint_every:
-        span = math.gcd(span, checkpoint_every)
+    span = math.gcd(todo, done, checkpoint_every) if checkpoint_every else todo
     return next(d for d in range(min(limit, span), 0, -1) if span % d == 0)
 
 
@@ -294,7 +293,9 @@ def fit(
         at the end, and resume from the newest good checkpoint in it.
       epochs_per_call: at most this many epochs per compiled call (metrics come back
         once per call); default 1 for minibatches, 100 for full batch. The count used
-        divides every call of the run (and `checkpoint_every`), so the run compiles once.
+        divides every call of the run (and `checkpoint_every`), so the run compiles once;
+        an epoch count with no divisor near the limit (a prime, say) gets short calls, each
+        a round trip to the host: prefer counts like 500 or 2500 for long full-batch runs.
       mesh: a `jax.sharding.Mesh` with a "data" axis: shard every batch along it.
     Returns:
       `params` and `history`, a dict of per-epoch lists: epoch, loss, accuracy,

@@ -334,4 +334,5 @@ def test_epochs_per_call_divides_every_call():
     assert train._epochs_per_call(10, 4, None, 0) == 2
     assert train._epochs_per_call(7, 3, 3, 0) == 1
     assert train._epochs_per_call(12, 100, 4, 0) == 4
-    assert train._epochs_per_call(8, 100, 4, 2) == 2  # resumed mid-interval: 2, then 4s
+    assert train._epochs_per_call(8, 100, 4, 2) == 2  # resumed mid-interval: calls of 2
+    assert train._epochs_per_call(101, 100, None, 0) == 1  # a prime: one epoch per call

@@ -82,11 +82,11 @@ def test_resume_is_bit_exact(blobs, uninterrupted, interrupted, checkpoints):
 
 
 def test_resume_full_batch_with_other_chunking(blobs, tmp_path):
-    # Uninterrupted: calls of 4, 4 and 2 epochs. Interrupted: 2 and 1, then 5 and 2.
+    # Uninterrupted: two calls of 5 epochs. Interrupted: two calls of 2, then two of 3.
     full = dict(batch_size=None, validation=None)
-    params, history = run(blobs, 10, epochs_per_call=4, **full)
-    run(blobs, 3, epochs_per_call=2, checkpoint_dir=tmp_path, **full)
-    resumed, resumed_history = run(blobs, 10, epochs_per_call=5, checkpoint_dir=tmp_path, **full)
+    params, history = run(blobs, 10, epochs_per_call=5, **full)
+    run(blobs, 4, epochs_per_call=2, checkpoint_dir=tmp_path, **full)
+    resumed, resumed_history = run(blobs, 10, epochs_per_call=3, checkpoint_dir=tmp_path, **full)
     assert_trees_equal(resumed, params)
     assert without_seconds(resumed_history) == without_seconds(history)
     assert history["epoch"] == list(range(1, 11))
