@@ -2,7 +2,8 @@
 
 One process, one model, the same initial weights and the same batch order for all three:
 
-  jnet       the compiled epoch loop `fit` runs (`jnet.train.make_epochs(...).run`).
+  jnet       the compiled epoch loop `fit` runs (`jnet.train.make_epochs(...).run`), in
+             the calls `fit` makes (T1: 5 calls of 100 epochs), each read back.
   reference  autodiff of the same forward: `jax.value_and_grad` + optax, one `lax.scan`
              over minibatches gathered on the device, epochs in one jit, per-epoch loss mean.
   numpy      the tutorials' vectorised float32 forward/backward/SGD, a Python loop over batches;
@@ -48,10 +49,15 @@ import optax
 
 import jnet
 import jnet.data
-from jnet.train import TrainState, make_epochs
+from jnet.train import (
+    FULL_BATCH_EPOCHS_PER_CALL,
+    NO_STOP,
+    TrainState,
+    _epochs_per_call,
+    make_epochs,
+)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-NO_STOP = np.iinfo(np.int32).max  # make_epochs' stop_step when nothing should stop
 
 
 class Task(NamedTuple):
@@ -130,26 +136,35 @@ def _compile(jitted, *args) -> tuple[Any, float]:
 
 
 def jnet_impl(name: str, task: Task, net, params, x, y, key) -> Impl:
-    """jnet's own path: `make_epochs(...).run`, exactly as `fit` calls it."""
+    """jnet's own path: `make_epochs(...).run` in the calls `fit` makes, each read back.
+
+    `fit` runs full-batch epochs `FULL_BATCH_EPOCHS_PER_CALL` at a time (T1: 5 calls of
+    100) and minibatch epochs one per call; so does this.
+    """
     opt = sgd_per_layer(task)
+    limit = FULL_BATCH_EPOCHS_PER_CALL if task.batch_size is None else 1
+    per_call = _epochs_per_call(task.epochs, limit, None, 0)
     engine = make_epochs(
         net,
         jnet.softmax_cross_entropy,
         opt,
         num_examples=task.num_examples,
         batch_size=task.batch_size,
-        epochs=task.epochs,
+        epochs=per_call,
     )
     state = TrainState(params, opt.init(params), jnp.zeros((), jnp.int32), key)
-    args = (state, x, y, None, jnp.int32(NO_STOP))
-    compiled, seconds = _compile(engine.run, *args)
+    stop = jnp.int32(NO_STOP)
+    compiled, seconds = _compile(engine.run, state, x, y, None, stop)
 
     def run():
-        _, bad_step, metrics = compiled(*args)
-        losses, bad = jax.device_get((metrics["loss"], bad_step))  # fit's one read-back
-        if bad >= 0:
-            raise FloatingPointError(f"{name}: loss diverged at step {bad}")
-        return losses
+        current, losses = state, []
+        for _ in range(task.epochs // per_call):
+            current, bad_step, metrics = compiled(current, x, y, None, stop)
+            call_losses, bad = jax.device_get((metrics["loss"], bad_step))  # as fit does
+            if bad >= 0:
+                raise FloatingPointError(f"{name}: loss diverged at step {bad}")
+            losses.append(call_losses)
+        return np.concatenate(losses)
 
     return Impl(name, run, seconds, kernel_count(compiled), compiled)
 
@@ -182,69 +197,60 @@ def reference_impl(task: Task, net, params, x, y, key) -> Impl:
                 loss = losses.mean()
             return (p, s, key), loss
 
-        (p, s, _), losses = jax.lax.scan(epoch, (p, s, key), None, length=task.epochs)
-        return p, losses
+        # The key comes back, as jnet's state does, for a next call: no loop's RNG is dead code.
+        (p, s, key), losses = jax.lax.scan(epoch, (p, s, key), None, length=task.epochs)
+        return p, key, losses
 
     args = (params, opt.init(params), key, x, y)
     compiled, seconds = _compile(jax.jit(run), *args)
 
     def run_once():
-        return jax.device_get(compiled(*args)[1])
+        return jax.device_get(compiled(*args)[-1])
 
     return Impl("reference", run_once, seconds, kernel_count(compiled), compiled)
 
 
-def lean_impl(name: str, task: Task, net, params, x, y, key, *, metrics: bool = True) -> Impl:
-    """A prototype of a leaner `make_epochs`, to measure what a change to it would gain.
+def floor_impl(task: Task, net, params, x, y, key) -> Impl:
+    """jnet's epoch loop without its per-step bookkeeping: what accuracy and guard cost.
 
-    Same batches, update, loss and (with `metrics`) the same accuracy and divergence
-    guard as jnet, but: the epoch count is static (a `scan`, not a `fori_loop` with a
-    traced trip count), and per-epoch metrics are running sums in the carry instead of
-    per-step outputs. `metrics=False` drops accuracy and the guard: the floor.
+    The same hand-written gradient, update, batches and key handling as `make_epochs`,
+    with the loss summed in the carry, but no training accuracy, no divergence guard
+    and no step counter. `jnet / proto-floor` is the price of that bookkeeping.
     """
-    from jnet.evaluation import accuracy
     from jnet.network import loss_and_grads
 
-    loss, opt = jnet.softmax_cross_entropy, sgd_per_layer(task)
-    grads_fn = loss_and_grads(net, loss)
+    grads_fn = loss_and_grads(net, jnet.softmax_cross_entropy)
+    opt = sgd_per_layer(task)
     n, b = task.num_examples, task.batch_size
 
     def step(carry, batch):
-        p, s, sums = carry
-        value, outputs, grads, _ = grads_fn(p, *batch)
-        updates, s_new = opt.update(grads, s, p)
-        p_new = optax.apply_updates(p, updates)
-        if not metrics:
-            return (p_new, s_new, sums + jnp.stack([value, 0.0, 1.0])), None
-        keep = jnp.isfinite(value) & (sums[2] >= 0)  # kept count < 0: diverged earlier
-        p, s = jax.tree.map(lambda a, o: jnp.where(keep, a, o), (p_new, s_new), (p, s))
-        acc = accuracy(loss, outputs, batch[1])
-        # A skipped step drives the count negative, so no later step is kept (the guard).
-        upd = jnp.where(keep, jnp.stack([value, acc, 1.0]), jnp.array([0.0, 0.0, -1e9]))
-        return (p, s, sums + upd), None
+        p, s, loss_sum = carry
+        value, _, grads, _ = grads_fn(p, *batch)
+        updates, s = opt.update(grads, s, p)
+        return (optax.apply_updates(p, updates), s, loss_sum + value), None
 
     def run(p, s, key, x, y):
         def epoch(carry, _):
             p, s, key = carry
             key, perm_key, _ = jax.random.split(key, 3)
-            sums = jnp.zeros(3, jnp.float32)
+            zero = jnp.zeros((), jnp.float32)
             if b is None:
-                (p, s, sums), _ = step((p, s, sums), (x, y))
-            else:
-                steps = n // b
-                perm = jax.random.permutation(perm_key, n)[: steps * b].reshape(steps, b)
-                (p, s, sums), _ = jax.lax.scan(
-                    lambda c, i: step(c, (x[i], y[i])), (p, s, sums), perm
-                )
-            return (p, s, key), sums[0] / sums[2]
+                (p, s, loss_sum), _ = step((p, s, zero), (x, y))
+                return (p, s, key), loss_sum
+            steps = n // b
+            perm = jax.random.permutation(perm_key, n)[: steps * b].reshape(steps, b)
+            (p, s, loss_sum), _ = jax.lax.scan(
+                lambda c, i: step(c, (x[i], y[i])), (p, s, zero), perm
+            )
+            return (p, s, key), loss_sum / steps
 
-        (p, s, _), losses = jax.lax.scan(epoch, (p, s, key), None, length=task.epochs)
-        return p, losses
+        (p, s, key), losses = jax.lax.scan(epoch, (p, s, key), None, length=task.epochs)
+        return p, key, losses
 
     args = (params, opt.init(params), key, x, y)
     compiled, seconds = _compile(jax.jit(run), *args)
-    run_once = lambda: jax.device_get(compiled(*args)[1])
-    return Impl(name, run_once, seconds, kernel_count(compiled), compiled)
+    run_once = lambda: jax.device_get(compiled(*args)[-1])
+    return Impl("proto-floor", run_once, seconds, kernel_count(compiled), compiled)
 
 
 def numpy_impl(task: Task, params, x, y, key) -> Impl:
@@ -336,8 +342,7 @@ def run_task(task: Task, args, data, key) -> list[dict]:
         bf16_net = jnet.mlp(task.sizes, compute_dtype=jnp.bfloat16)
         impls.append(jnet_impl("jnet-bf16", task, bf16_net, params, x, y, train_key))
     if args.variants:
-        impls.append(lean_impl("proto-lean", task, net, params, x, y, train_key))
-        impls.append(lean_impl("proto-floor", task, net, params, x, y, train_key, metrics=False))
+        impls.append(floor_impl(task, net, params, x, y, train_key))
     if args.numpy:
         impls.append(numpy_impl(task, params, x_np, y_np, train_key))
 
@@ -583,8 +588,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--variants",
         action="store_true",
-        help="add prototype rows: a leaner make_epochs (static epoch count, metrics "
-        "as carry sums) and its floor without accuracy and divergence guard",
+        help="add a proto-floor row: jnet's epoch loop without its per-step training "
+        "accuracy, divergence guard and step counter (what that bookkeeping costs)",
     )
     p.add_argument(
         "--dump-hlo",
@@ -599,8 +604,8 @@ def parse_args(argv=None):
         "--out",
         type=pathlib.Path,
         default=None,
-        help="write <device>.json, BENCHMARKS.md (a copy with this platform's "
-        "section updated) and the speed-run JSON into this folder",
+        help="write <device>.json (speed-run results included) and BENCHMARKS.md (a copy "
+        "with this platform's section updated) into this folder",
     )
     p.add_argument(
         "--json",
@@ -685,6 +690,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     md_key = args.md_section or ("cpu" if env["platform"] == "cpu" else "gpu")
     md_paths = [args.write_md] if args.write_md else []
     if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
         copy = args.out / "BENCHMARKS.md"
         source = REPO / "BENCHMARKS.md"
         copy.write_text(source.read_text() if source.exists() else MD_TEMPLATE)

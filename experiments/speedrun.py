@@ -32,7 +32,7 @@ import optax
 
 import jnet
 import jnet.data
-from jnet.train import TrainState, make_epochs
+from jnet.train import NO_STOP, TrainState, make_epochs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -126,8 +126,7 @@ def train(cfg: Config, data, seeds: Sequence[int], num_examples: int | None = No
         return TrainState(params, opt.init(params), jnp.zeros((), jnp.int32), train_key)
 
     def call_args(seed):
-        stop = jnp.int32(np.iinfo(np.int32).max)
-        return (fresh_state(seed), x, y, None, stop)
+        return (fresh_state(seed), x, y, None, jnp.int32(NO_STOP))
 
     start = time.perf_counter()
     compiled = engine.run.lower(*call_args(seeds[0])).compile()

@@ -140,6 +140,10 @@ def per_layer(
     return optax.multi_transform(transforms, labels)
 
 
+NO_STOP = np.iinfo(np.int32).max  # `make_epochs(...).run`'s stop_step when nothing should stop
+FULL_BATCH_EPOCHS_PER_CALL = 100  # fit's default: full-batch epochs are single steps
+
+
 class _Epochs(NamedTuple):
     run: Callable  # jitted (state, x, y, validation, stop_step) -> (state, bad_step, metrics)
     steps_per_epoch: int
@@ -340,7 +344,7 @@ def fit(
                 )
             history = {k: list(v) for k, v in meta["history"].items()}
 
-    limit = epochs_per_call or (100 if batch_size is None else 1)
+    limit = epochs_per_call or (FULL_BATCH_EPOCHS_PER_CALL if batch_size is None else 1)
     per_call = _epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
     engine = make_epochs(
         net,
@@ -353,7 +357,7 @@ def fit(
         eval_batch_size=eval_batch_size,
         sharding=batch_sharding,
     )
-    no_stop = jnp.asarray(np.iinfo(np.int32).max, jnp.int32)
+    no_stop = jnp.asarray(NO_STOP, jnp.int32)
     bar = _progress(progress, epochs, done)
     starts: list = []  # the states the last two calls began with, for the divergence replay
     try:
