@@ -36,11 +36,14 @@ def _batch_sums(net, loss, params, x, y):
     return loss.forward(outputs, y)[0] * n, accuracy(loss, outputs, y) * n
 
 
-def evaluate_arrays(net: Layer, loss: Loss, params: Params, x, y, batch_size: int) -> dict:
+def evaluate_arrays(
+    net: Layer, loss: Loss, params: Params, x: jax.Array, y: jax.Array, batch_size: int
+) -> dict[str, jax.Array]:
     """Traceable evaluation: full batches in a `lax.scan`, then the remainder as one batch.
 
-    Shapes are static, so inside a jit this compiles once; it is what `evaluate`
-    and `fit`'s validation run.
+    x `(N, ...)`, y its `(N, ...)` targets. Returns `{"loss", "accuracy"}`, scalars:
+    the mean loss and the fraction right over all N. Shapes are static, so inside a jit
+    this compiles once; it is what `evaluate` and `fit`'s validation run.
     """
     n = x.shape[0]
     full = (n // batch_size) * batch_size
@@ -98,7 +101,9 @@ def predict(net: Layer, params: Params, x: Any, *, batch_size: int = 10_000) -> 
     )
 
 
-def validate_data(net: Layer, loss: Loss, params: Params, x: Any, y: Any, where: str):
+def validate_data(
+    net: Layer, loss: Loss, params: Params, x: Any, y: Any, where: str
+) -> tuple[jax.Array, jax.Array]:
     """Checks concrete data at the boundary of `fit`/`evaluate`; returns `(x, y)` as arrays.
 
     Raises ValueError for: length mismatch, non-float or non-finite x, inputs the

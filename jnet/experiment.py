@@ -1,7 +1,8 @@
 """Shared plumbing for `experiments/*.py`: flags, data, metrics.json and the results table.
 
 Every experiment script is `main(argv) -> dict`: it parses the shared flags
-(`--data-dir`, `--out`, `--seed`, `--num-seeds`, `--quick`, `--devices`, `--no-progress`),
+(`--data-dir`, `--out`, `--seed`, `--quick`, `--no-progress`, and `--devices` where it
+trains on MNIST) plus its own (most add `--num-seeds`),
 trains through `jnet.fit`, prints a table that puts our numbers beside the tutorial's
 (`print_table`) and writes `metrics.json` (`write_metrics`) next to its PNG plots.
 `experiments/report.py` turns the metrics files into `docs/results.md`.

@@ -50,9 +50,17 @@ class DivergenceError(FloatingPointError):
 
 
 def init_state(
-    net: Layer, optimizer: optax.GradientTransformation, key: jax.Array, input_shape, params=None
+    net: Layer,
+    optimizer: optax.GradientTransformation,
+    key: jax.Array,
+    input_shape: Sequence[int],
+    params: Params | None = None,
 ) -> TrainState:
-    """A fresh state; `params=None` draws them with `net.init` from `key`."""
+    """A fresh state for inputs of `input_shape` (e.g. `(1, 784)`, batch axis first).
+
+    `params=None` draws them with `net.init` from one half of `key`; the other half
+    becomes the state's key.
+    """
     init_key, train_key = jax.random.split(key)
     if params is None:
         _, params = net.init(init_key, tuple(input_shape))
@@ -165,10 +173,14 @@ def make_epochs(
     """Compiles `epochs` epochs as one on-device loop.
 
     `run(state, x, y, validation, stop_step)` runs the epochs and returns
-    `(state, bad_step, metrics)`, where `metrics[name]` has shape `(epochs,)`. The
-    epoch count is static (a `scan`): a traced trip count would make a GPU read the
-    loop predicate back to the host every epoch. Minibatches: a fresh permutation per
-    epoch; the last partial batch is dropped (`num_examples // batch_size` steps).
+    `(state, bad_step, metrics)`. x is `(num_examples, ...)` and y its targets, on the
+    device; validation is `(x_val, y_val)` or None; stop_step an int32 scalar
+    (`NO_STOP` for a plain run); bad_step an int32 scalar. `metrics` maps "loss",
+    "accuracy" (and "val_loss", "val_accuracy" with validation) to float32 arrays of
+    shape `(epochs,)`. The epoch count is static (a `scan`): a traced trip count would
+    make a GPU read the loop predicate back to the host every epoch. Minibatches: a
+    fresh permutation per epoch; the last partial batch is dropped
+    (`num_examples // batch_size` steps).
     `batch_size=None` is full-batch gradient descent, one step per epoch. Divergence
     guard: once a step's loss is NaN or inf, no later update is applied and
     `bad_step` is that step's global index (-1 if none); no update is applied at or
@@ -362,12 +374,11 @@ def fit(
     starts: list = []  # the states the last two calls began with, for the divergence replay
     try:
         while done < epochs:
-            n = per_call
             starts = starts[-1:] + [state]
             start = time.perf_counter()
             new_state, bad_step, metrics = engine.run(state, x, y, validation, no_stop)
             metrics, bad_step = jax.device_get((metrics, bad_step))
-            seconds = (time.perf_counter() - start) / n
+            seconds = (time.perf_counter() - start) / per_call
             if bad_step >= 0:
                 _diverged(
                     engine,
@@ -384,10 +395,10 @@ def fit(
                     seconds,
                 )
             state = new_state
-            _record(history, metrics, done, n, seconds)
-            done += n
+            _record(history, metrics, done, per_call, seconds)
+            done += per_call
             if bar is not None:
-                bar.update(n)
+                bar.update(per_call)
                 bar.set_postfix(_postfix(history))
             save_now = done == epochs or (checkpoint_every and done % checkpoint_every == 0)
             if checkpointer and save_now:

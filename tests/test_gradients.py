@@ -291,10 +291,7 @@ def _targets(loss_case, out_shape, rng):
 )
 def test_random_mlps_pass_check_gradients(sizes, activation, loss_case, batch, in_dim, seed):
     out_dim = 1 if loss_case == "sigmoid_binary_cross_entropy" else 3
-    layers = []
-    for n in sizes:
-        layers += [jnet.dense(n), CASES[activation].net()]
-    net = jnet.serial(*layers, jnet.dense(out_dim))
+    net = jnet.mlp([*sizes, out_dim], CASES[activation].net)
     # Random parameters from numpy (jax.random would compile for every new shape); random
     # biases keep ReLUs off their kink.
     rng = np.random.default_rng(seed)
