@@ -9,6 +9,7 @@ optax's NamedTuple states and PRNG keys round-trip exactly.
 from __future__ import annotations
 
 import pathlib
+import tempfile
 import warnings
 from typing import Any
 
@@ -34,8 +35,20 @@ def _abstract(leaf):
     return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
 
 
+def _layout(state) -> list[list]:
+    """`[path, shape, dtype]` per leaf: what a checkpoint must match to restore onto `state`."""
+    return [
+        [jax.tree_util.keystr(path), list(np.shape(leaf)), str(_abstract(leaf).dtype)]
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state)
+    ]
+
+
 class CheckpointError(RuntimeError):
     """No usable checkpoint, or one that does not fit the training state."""
+
+
+class LayoutError(CheckpointError):
+    """The checkpoint is intact but was saved from another network or optimizer."""
 
 
 class Checkpointer:
@@ -51,6 +64,7 @@ class Checkpointer:
 
         self._ocp = ocp
         self.directory = pathlib.Path(directory).absolute()
+        _check_writable(self.directory)  # fail now, not after training up to the first save
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -62,7 +76,11 @@ class Checkpointer:
         return sorted(self._manager.all_steps())
 
     def save(self, epoch: int, state: Any, meta: dict) -> None:
-        """Writes the state (all leaves) and JSON metadata; waits until it is on disk."""
+        """Writes the state (all leaves) and JSON metadata; waits until it is on disk.
+
+        The metadata gains "layout" (each leaf's path, shape and dtype), so a restore
+        onto another network's state is refused by name rather than read as corruption.
+        """
         bad = [i for i, leaf in enumerate(jax.tree.leaves(state)) if _non_finite(leaf)]
         if bad:
             raise CheckpointError(
@@ -78,7 +96,8 @@ class Checkpointer:
         saved = self._manager.save(
             epoch,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_leaves(state)), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(_leaves(state)),
+                meta=ocp.args.JsonSave(meta | {"layout": _layout(state)}),
             ),
         )
         if not saved:
@@ -90,12 +109,16 @@ class Checkpointer:
 
         A corrupt or incomplete checkpoint is skipped with a warning naming it, and
         the one before it is used. Returns None when the directory holds none.
+        Raises LayoutError when the newest readable one is from another network or
+        optimizer (its leaves' paths, shapes or dtypes differ from `like`'s).
         """
         epochs = self.epochs()
         errors = []
         for epoch in reversed(epochs):
             try:
                 return epoch, *self._restore(epoch, like)
+            except LayoutError:
+                raise
             except Exception as e:  # orbax raises many kinds; each means "unusable"
                 path = self.directory / str(epoch)
                 errors.append(f"{path}: {type(e).__name__}: {e}")
@@ -110,6 +133,8 @@ class Checkpointer:
 
     def _restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
         ocp = self._ocp
+        meta = self._manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        _check_layout(self.directory / str(epoch), meta["meta"].get("layout"), _layout(like))
         leaves, treedef = jax.tree.flatten(like)
         target = {f"{i:04d}": _abstract(leaf) for i, leaf in enumerate(leaves)}
         restored = self._manager.restore(
@@ -135,6 +160,39 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _check_writable(directory: pathlib.Path) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} is a file, not a folder")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write checkpoints to {directory}: {e.strerror or e}"
+        ) from None
+
+
+def _check_layout(path: pathlib.Path, saved: list | None, wanted: list) -> None:
+    """Raises LayoutError naming the first leaf that differs; None: an older checkpoint."""
+    if saved is None or saved == wanted:
+        return
+    if len(saved) != len(wanted):
+        raise LayoutError(
+            f"checkpoint {path} holds {len(saved)} arrays, this run's state {len(wanted)}: "
+            "it was saved from another network or optimizer; resume with the same ones, "
+            "or use another checkpoint_dir"
+        )
+    for (s_path, s_shape, s_dtype), (w_path, w_shape, w_dtype) in zip(saved, wanted, strict=True):
+        if (s_path, s_shape, s_dtype) != (w_path, w_shape, w_dtype):
+            raise LayoutError(
+                f"checkpoint {path} was saved from another network or optimizer: its "
+                f"{s_path} is {s_dtype}{tuple(s_shape)}, this run's {w_path} is "
+                f"{w_dtype}{tuple(w_shape)}; resume with the same ones, or use another "
+                "checkpoint_dir"
+            )
 
 
 def _non_finite(leaf) -> bool:

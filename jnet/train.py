@@ -342,19 +342,22 @@ def fit(
         history |= {"val_loss": [], "val_accuracy": []}
     done = 0
     checkpointer = None
+    # What a checkpoint must share with this call to be its continuation.
+    run = {"batch_size": batch_size, "num_examples": int(x.shape[0]), "l2": float(l2)}
+    run["validation"] = validation is not None
     if checkpoint_dir is not None:
         from jnet.checkpoint import Checkpointer
 
         checkpointer = Checkpointer(checkpoint_dir)
-        restored = checkpointer.restore_latest(state)
-        if restored is not None:
-            done, state, meta = restored
-            if done > epochs:
-                raise ValueError(
-                    f"fit: {checkpoint_dir} holds a checkpoint at epoch {done}, past the "
-                    f"{epochs} epochs asked for; `epochs` is the run's total"
-                )
-            history = {k: list(v) for k, v in meta["history"].items()}
+        try:
+            restored = checkpointer.restore_latest(state)
+            if restored is not None:
+                done, state, meta = restored
+                _check_resume(checkpoint_dir, done, epochs, meta.get("run"), run)
+                history = {k: list(v) for k, v in meta["history"].items()}
+        except BaseException:
+            checkpointer.close()
+            raise
 
     limit = epochs_per_call or (FULL_BATCH_EPOCHS_PER_CALL if batch_size is None else 1)
     per_call = _epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
@@ -402,13 +405,28 @@ def fit(
                 bar.set_postfix(_postfix(history))
             save_now = done == epochs or (checkpoint_every and done % checkpoint_every == 0)
             if checkpointer and save_now:
-                checkpointer.save(done, state, {"epoch": done, "history": history})
+                checkpointer.save(done, state, {"epoch": done, "history": history, "run": run})
     finally:
         if bar is not None:
             bar.close()
         if checkpointer is not None:
             checkpointer.close()
     return state.params, history
+
+
+def _check_resume(checkpoint_dir, done: int, epochs: int, saved: dict | None, run: dict):
+    if done > epochs:
+        raise ValueError(
+            f"fit: {checkpoint_dir} holds a checkpoint at epoch {done}, past the "
+            f"{epochs} epochs asked for; `epochs` is the run's total"
+        )
+    differ = [k for k in run if saved is not None and k in saved and saved[k] != run[k]]
+    if differ:
+        said = ", ".join(f"{k}={saved[k]!r} there, {run[k]!r} here" for k in differ)
+        raise ValueError(
+            f"fit: the checkpoint in {checkpoint_dir} is from another run ({said}); "
+            "resume with the same settings, or use another checkpoint_dir"
+        )
 
 
 def _diverged(

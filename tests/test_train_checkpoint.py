@@ -10,7 +10,7 @@ import pytest
 from _train_support import assert_trees_equal, float32, without_seconds
 
 import jnet
-from jnet.checkpoint import Checkpointer, CheckpointError
+from jnet.checkpoint import Checkpointer, CheckpointError, LayoutError
 
 CE = jnet.softmax_cross_entropy
 
@@ -148,3 +148,43 @@ def test_leftover_temporary_folder_is_ignored(blobs, uninterrupted, checkpoints)
     assert complaints == []
     assert_trees_equal(params, uninterrupted[0])
     assert without_seconds(history) == without_seconds(uninterrupted[1])
+
+
+def test_a_checkpoint_dir_that_cannot_be_written_fails_before_training(
+    blobs, tmp_path, monkeypatch
+):
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("")
+    with pytest.raises(CheckpointError, match="is a file, not a folder"):
+        run(blobs, 2, checkpoint_dir=a_file)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("jnet.checkpoint.tempfile.TemporaryFile", refuse)
+    with pytest.raises(CheckpointError, match="cannot write checkpoints to .*: Permission denied"):
+        run(blobs, 2, checkpoint_dir=tmp_path / "locked")
+
+
+def test_resuming_with_another_network_names_the_leaf(blobs, checkpoints):
+    wider = jnet.serial(jnet.dense(32, W, B), jnet.relu(), jnet.dropout(0.2), jnet.dense(3, W, B))
+    x, y, _ = blobs
+    with pytest.raises(LayoutError, match=r"another network or optimizer: its \.params\[0\]"):
+        jnet.fit(wider, CE, optax.adam(1e-2), x, y, epochs=6, key=jax.random.key(0),
+                 checkpoint_dir=checkpoints, progress=False)  # fmt: skip
+    # Another optimizer: adam's state is not sgd's.
+    with pytest.raises(LayoutError, match="holds .* arrays, this run's state"):
+        jnet.fit(NET, CE, optax.sgd(0.1), x, y, epochs=6, key=jax.random.key(0),
+                 checkpoint_dir=checkpoints, progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, said",
+    [
+        (dict(batch_size=20), "batch_size=32 there, 20 here"),
+        (dict(validation=None), "validation=True there, False here"),
+    ],
+)
+def test_resuming_with_other_settings_is_refused(blobs, checkpoints, change, said):
+    with pytest.raises(ValueError, match=f"is from another run \\({said}\\)"):
+        run(blobs, 6, checkpoint_dir=checkpoints, **change)
