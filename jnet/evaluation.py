@@ -9,8 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnet import arguments
 from jnet.layers import Layer, Params
-from jnet.losses import Loss, sigmoid_binary_cross_entropy, softmax_cross_entropy
+from jnet.losses import (
+    Loss,
+    mean_squared_error,
+    sigmoid_binary_cross_entropy,
+    softmax_cross_entropy,
+)
 
 
 def accuracy(loss: Loss, outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -82,6 +88,8 @@ def evaluate(
     Returns:
       `{"loss": float, "accuracy": float}`.
     """
+    arguments.network_and_loss("evaluate", net, loss)
+    arguments.positive_int("evaluate", "batch_size", batch_size)
     x, y = validate_data(net, loss, params, x, y, "evaluate")
     metrics = _evaluator(net, loss, min(batch_size, x.shape[0]))(params, x, y)
     return {k: float(v) for k, v in metrics.items()}
@@ -94,11 +102,15 @@ def _predictor(net: Layer):
 
 def predict(net: Layer, params: Params, x: Any, *, batch_size: int = 10_000) -> np.ndarray:
     """Network outputs (inference mode, no dropout) for `x (N, ...)`, as numpy, in batches."""
+    if not isinstance(net, Layer):
+        raise TypeError(f"predict: net must be a jnet.Layer; got {type(net).__name__}")
+    arguments.positive_int("predict", "batch_size", batch_size)
     x = jnp.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"predict: x must have a batch axis, (N, ...); got shape {x.shape}")
     f = _predictor(net)
-    return np.concatenate(
-        [np.asarray(f(params, x[i : i + batch_size])) for i in range(0, x.shape[0], batch_size)]
-    )
+    starts = range(0, max(x.shape[0], 1), batch_size)  # N = 0: one empty batch, right shape
+    return np.concatenate([np.asarray(f(params, x[i : i + batch_size])) for i in starts])
 
 
 def validate_data(
@@ -107,8 +119,9 @@ def validate_data(
     """Checks concrete data at the boundary of `fit`/`evaluate`; returns `(x, y)` as arrays.
 
     Raises ValueError for: length mismatch, non-float or non-finite x, inputs the
-    network cannot take, labels outside [0, classes), targets outside [0, 1] for
-    binary cross entropy.
+    network cannot take, targets the loss cannot take, labels outside [0, classes),
+    integer one-hot targets, one-hot / probability targets outside [0, 1] or not
+    summing to 1, targets outside [0, 1] for binary cross entropy.
     """
     x_np, y_np = np.asarray(x), np.asarray(y)
     if x_np.ndim < 1 or y_np.ndim < 1 or x_np.shape[0] != y_np.shape[0]:
@@ -125,14 +138,36 @@ def validate_data(
     if not np.all(np.isfinite(x_np)):
         bad = int(np.sum(~np.isfinite(x_np)))
         raise ValueError(f"{where}: x contains {bad} NaN or inf values")
-    out = jax.eval_shape(lambda p, x: net.forward(p, x)[0], params, x_np[:1])
+    # Shapes only (no compute), at the data's full size, so messages show its real shapes.
+    x_abstract = jax.ShapeDtypeStruct(x_np.shape, x_np.dtype)
+    try:
+        out = jax.eval_shape(lambda p, x: net.forward(p, x)[0], params, x_abstract)
+    except ValueError as e:
+        raise ValueError(
+            f"{where}: x of shape {x_np.shape} does not fit the network: {e}"
+        ) from None
     if loss is softmax_cross_entropy and np.issubdtype(y_np.dtype, np.integer):
         classes = out.shape[-1]
+        if y_np.shape == out.shape:
+            raise ValueError(
+                f"{where}: y of shape {y_np.shape} looks one-hot but is {y_np.dtype}; pass "
+                f"integer labels of shape {out.shape[:-1]}, or one-hot as floats "
+                "(y.astype('float32'))"
+            )
         lo, hi = int(y_np.min()), int(y_np.max())
         if lo < 0 or hi >= classes:
             raise ValueError(
                 f"{where}: labels must lie in [0, {classes}) for a network with {classes} "
                 f"outputs; got labels in [{lo}, {hi}]"
+            )
+    elif loss is softmax_cross_entropy and y_np.shape == out.shape:
+        sums = y_np.sum(axis=-1)
+        if not np.all(np.isfinite(y_np)) or np.any((y_np < 0) | (y_np > 1)):
+            raise ValueError(f"{where}: one-hot / probability targets must lie in [0, 1]")
+        if np.any(np.abs(sums - 1) > 1e-3):
+            raise ValueError(
+                f"{where}: one-hot / probability targets must sum to 1 over the last axis; "
+                f"got sums in [{sums.min():g}, {sums.max():g}]"
             )
     elif loss is sigmoid_binary_cross_entropy:
         if np.any((y_np < 0) | (y_np > 1)) or not np.all(np.isfinite(y_np)):
@@ -141,5 +176,15 @@ def validate_data(
             )
     elif np.issubdtype(y_np.dtype, np.floating) and not np.all(np.isfinite(y_np)):
         raise ValueError(f"{where}: y contains NaN or inf values")
-    jax.eval_shape(lambda o, t: loss.forward(o, t)[0], out, y_np[:1])  # target shapes
+    try:  # target shapes
+        jax.eval_shape(lambda o, t: loss.forward(o, t)[0], out, y_np)
+    except ValueError as e:
+        raise ValueError(
+            f"{where}: y of shape {y_np.shape} does not fit the network's outputs {out.shape}: {e}"
+        ) from None
+    if loss is mean_squared_error and out.shape[-1] > 1 and np.issubdtype(y_np.dtype, np.integer):
+        raise ValueError(
+            f"{where}: mean_squared_error needs float targets of the outputs' shape "
+            f"{out.shape}; got {y_np.dtype} (one-hot targets: y.astype('float32'))"
+        )
     return jnp.asarray(x_np), jnp.asarray(y_np)

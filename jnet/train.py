@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jnet import arguments
 from jnet.evaluation import accuracy, evaluate_arrays, validate_data
 from jnet.layers import Layer, Params
 from jnet.losses import Loss
@@ -297,7 +298,7 @@ def fit(
     """Trains `net` on `(x, y)` and returns `(params, history)`.
 
     Args:
-      optimizer: an optax transformation, or a float for plain SGD at that rate.
+      optimizer: an optax transformation, or a number: plain SGD at that rate.
       x: inputs `(N, ...)`, floating point. y: targets `(N, ...)` (integer labels,
         one-hot, or 0/1 for binary cross entropy).
       epochs: the total; a run resumed from `checkpoint_dir` continues up to it.
@@ -317,16 +318,27 @@ def fit(
       `params` and `history`, a dict of per-epoch lists: epoch, loss, accuracy,
       val_loss, val_accuracy (with validation) and seconds.
     Raises:
-      ValueError for bad data; DivergenceError (with the last finite state) when
-      the loss turns NaN or inf.
+      ValueError for bad data or arguments, TypeError for arguments of the wrong kind
+      (naming which), DivergenceError (with the last finite state) when the loss
+      turns NaN or inf.
     """
-    if isinstance(optimizer, float | int):
-        lr_label, optimizer = optimizer, optax.sgd(optimizer)
-    else:
-        lr_label = optimizer
+    arguments.network_and_loss("fit", net, loss)
+    optimizer, lr_label = arguments.optimizer("fit", optimizer)
+    arguments.prng_key("fit", key)
+    arguments.positive_int("fit", "epochs", epochs)
+    arguments.positive_int("fit", "eval_batch_size", eval_batch_size)
+    for name, value in [
+        ("batch_size", batch_size),
+        ("checkpoint_every", checkpoint_every),
+        ("epochs_per_call", epochs_per_call),
+    ]:
+        arguments.positive_int("fit", name, value, optional=True)
+    if validation is not None:
+        arguments.pair("fit", "validation", validation)
     init_key, run_key = jax.random.split(key)
     x_shape = np.shape(x)
     state = init_state(net, optimizer, init_key, (1,) + tuple(x_shape[1:]), params)
+    arguments.float_params("fit", state.params)
     x, y = validate_data(net, loss, state.params, x, y, "fit")
     if validation is not None:
         validation = validate_data(net, loss, state.params, *validation, "fit(validation)")

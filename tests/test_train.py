@@ -209,11 +209,23 @@ BAD_INPUTS = {
     "nan": (lambda x, y: (np.where(x > 1, np.nan, x), y), r"x contains \d+ NaN or inf"),
     "inf": (lambda x, y: (np.where(x > 1, np.inf, x).astype(np.float32), y), r"NaN or inf"),
     "uint8": (lambda x, y: ((np.abs(x) * 50).astype(np.uint8), y), r"floating point.*uint8"),
+    "width": (lambda x, y: (x[:, :3], y), r"x of shape \(20, 3\) does not fit .*dense\(10\)"),
+    "y (N, 1)": (lambda x, y: (x, y[:, None]), r"y of shape \(20, 1\) does not fit .*\(20, 10\)"),
+    "int one-hot": (lambda x, y: (x, np.eye(10, dtype=int)[y]), r"looks one-hot but is int"),
+    "2x one-hot": (lambda x, y: (x, 2 * np.eye(10)[y]), r"targets must lie in \[0, 1\]"),
+    "half one-hot": (lambda x, y: (x, 0.5 * np.eye(10)[y]), r"must sum to 1 .* \[0.5, 0.5\]"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-@pytest.mark.parametrize("where", ["fit", "evaluate", "fit(validation)"])
+@pytest.mark.parametrize(
+    "where, case",
+    [
+        (where, case)
+        for where in ("fit", "evaluate", "fit(validation)")
+        for case in sorted(BAD_INPUTS)
+        if (where, case) != ("fit", "width")  # fit sizes a fresh network to x
+    ],
+)
 def test_bad_data_is_refused_with_a_clear_message(case, where):
     x, y = blobs(20, classes=10)
     assert y.min() == 0 and 0 < x.max()  # the corruptions below change something
@@ -238,6 +250,72 @@ def test_bad_data_is_refused_with_a_clear_message(case, where):
             params = net.init(jax.random.key(0), (1, 8))[1]
             jnet.evaluate(net, CE, params, bad_x, bad_y)
     assert str(info.value).startswith(where + ":")
+
+
+BAD_ARGUMENTS = {
+    "epochs 0": (dict(epochs=0), ValueError, r"epochs must be a positive integer; got 0"),
+    "epochs 2.0": (dict(epochs=2.0), ValueError, r"epochs must be a positive integer; got 2.0"),
+    "batch 0": (dict(batch_size=0), ValueError, r"batch_size must be .* or None; got 0"),
+    "batch '4'": (dict(batch_size="4"), ValueError, r"batch_size must be .*; got '4'"),
+    "every 0": (dict(checkpoint_every=0), ValueError, r"checkpoint_every must be"),
+    "per call -1": (dict(epochs_per_call=-1), ValueError, r"epochs_per_call must be"),
+    "eval batch 0": (dict(eval_batch_size=0), ValueError, r"eval_batch_size must be"),
+    "optimizer str": (dict(optimizer="adam"), TypeError, r"optax GradientTransformation"),
+    "optimizer fn": (dict(optimizer=optax.adam), TypeError, r"got function"),
+    "key 0": (dict(key=0), TypeError, r"key must be one JAX PRNG key.*got int 0"),
+    "keys": (dict(key=jax.random.split(jax.random.key(0))), TypeError, r"shape \(2,\)"),
+    "validation": (dict(validation=np.zeros((4, 8))), ValueError, r"validation must be a pair"),
+    "swapped": (dict(net=CE, loss=jnet.dense(3)), TypeError, r"net must be a jnet.Layer"),
+    "int params": (
+        dict(params=({"w": np.zeros((8, 3), int), "b": np.zeros(3, int)},)),
+        ValueError,
+        r"floating point; params\[0\]\['b'\] has dtype int",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
+def test_bad_arguments_are_refused_by_name(case):
+    x, y = blobs(20)
+    call = dict(net=jnet.serial(jnet.dense(3)), loss=CE, optimizer=0.1, epochs=1)
+    call |= dict(key=jax.random.key(0), progress=False) | BAD_ARGUMENTS[case][0]
+    net, loss, optimizer = call.pop("net"), call.pop("loss"), call.pop("optimizer")
+    _, error, message = BAD_ARGUMENTS[case]
+    with pytest.raises(error, match=message) as info:
+        jnet.fit(net, loss, optimizer, x, y, **call)
+    assert str(info.value).startswith("fit:")
+
+
+def test_learning_rates_may_be_numpy_or_jax_scalars():
+    x, y = blobs(20)
+    runs = [
+        jnet.fit(
+            jnet.serial(jnet.dense(3)),
+            CE,
+            lr,
+            x,
+            y,
+            epochs=2,
+            key=jax.random.key(0),
+            progress=False,
+        )  # fmt: skip
+        for lr in (0.25, np.float32(0.25), jnp.asarray(0.25, jnp.float32))  # exact in float32
+    ]
+    assert_trees_equal(runs[0][0], runs[1][0])
+    assert_trees_equal(runs[0][0], runs[2][0])
+
+
+def test_evaluate_and_predict_check_batch_size_and_take_empty_input():
+    net = jnet.serial(jnet.dense(3))
+    params = net.init(jax.random.key(0), (1, 8))[1]
+    x, y = blobs(20)
+    with pytest.raises(ValueError, match="evaluate: batch_size must be a positive integer"):
+        jnet.evaluate(net, CE, params, x, y, batch_size=0)
+    with pytest.raises(ValueError, match="predict: batch_size must be a positive integer"):
+        jnet.predict(net, params, x, batch_size=-1)
+    with pytest.raises(ValueError, match=r"predict: x must have a batch axis.*shape \(\)"):
+        jnet.predict(net, params, 1.0)
+    assert jnet.predict(net, params, x[:0]).shape == (0, 3)
 
 
 # --- evaluate -----------------------------------------------------------------------------
