@@ -115,6 +115,12 @@ def dense(
 
     Shapes: x `(..., d)` -> y `(..., n)`; params `{"w": (d, n), "b": (n,)}`.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"dense: n is the number of output features, an int >= 1; got {n!r}")
+    if compute_dtype is not None and not jnp.issubdtype(compute_dtype, jnp.floating):
+        raise ValueError(
+            f"dense({n}): compute_dtype must be floating point; got {jnp.dtype(compute_dtype)}"
+        )
     name = f"dense({n})"
     w_init = w_init or initializers.glorot_normal()
     b_init = b_init or initializers.zeros()
@@ -128,7 +134,13 @@ def dense(
 
     def forward(params, x, *, key=None):
         check_float(name, x)
-        d = params["w"].shape[0]
+        w, b = _weights(name, params)
+        d = w.shape[0]
+        if w.shape[1:] != (n,) or b.shape != (n,):
+            raise ValueError(
+                f"{name}: params hold w {w.shape} and b {b.shape}, not (d, {n}) and ({n},): "
+                "they are another layer's"
+            )
         if x.ndim < 1 or x.shape[-1] != d:
             raise ValueError(
                 f"{name}: input has shape {x.shape} but this layer was initialised for "
@@ -154,6 +166,13 @@ def dense(
     return Layer(init, forward, backward)
 
 
+def _weights(name: str, params: Any) -> tuple[jax.Array, jax.Array]:
+    if not isinstance(params, dict) or set(params) != {"w", "b"}:
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise ValueError(f"{name}: params must be a dict with 'w' and 'b'; got {got}")
+    return params["w"], params["b"]
+
+
 def flatten(ndim: int | None = None) -> Layer:
     """Merges the trailing feature axes: `(N, d1, d2, ...) -> (N, d1 * d2 * ...)`.
 
@@ -162,7 +181,7 @@ def flatten(ndim: int | None = None) -> Layer:
         axis. Pass it (e.g. `flatten(2)` for 28x28 images) to run under `jax.vmap`,
         where the batch axis is hidden.
     """
-    if ndim is not None and ndim < 1:
+    if ndim is not None and (isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1):
         raise ValueError(f"flatten: ndim is how many trailing axes to merge, >= 1; got {ndim}")
     name = "flatten" if ndim is None else f"flatten({ndim})"
     need = 2 if ndim is None else ndim  # default: a batch axis plus at least one to merge
@@ -197,8 +216,10 @@ def dropout(rate: float) -> Layer:
     With `key=None` (inference) it is the identity. The mask is part of the cache,
     so backward reuses the forward's mask and never redraws it.
     """
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout: rate is the drop probability and must be in [0, 1); got {rate}")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.0 <= rate < 1.0:
+        raise ValueError(
+            f"dropout: rate is the drop probability and must be in [0, 1); got {rate!r}"
+        )
     name = f"dropout({rate})"
 
     def init(key, input_shape):

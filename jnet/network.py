@@ -25,6 +25,14 @@ def serial(*layers: Layer) -> Layer:
     Params and caches are tuples with one entry per layer; one key is split among them.
     A ValueError raised by a layer is prefixed with its position, e.g. `serial[2]: ...`.
     """
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            hint = " (call the factory: dense(10), relu())" if callable(layer) else ""
+            raise TypeError(
+                f"serial: argument {i} must be a jnet.Layer; got {type(layer).__name__}"
+                f" {getattr(layer, '__name__', '')}".rstrip()
+                + hint
+            )
 
     def init(key, input_shape):
         params = []
@@ -73,8 +81,11 @@ def mlp(
       dropout_rate: if > 0, a `dropout` after every hidden activation.
       **dense_kwargs: passed to every `dense` (`w_init`, `b_init`, `compute_dtype`).
 
-    Example: `mlp([512, 10], w_init=jnet.init.normal(0.01))` is tutorial 000's 784-512-10.
+    Example: `mlp([512, 10], w_init=jnet.init.normal(0.01), b_init=jnet.init.normal(0.01))`
+    is tutorial 000's 784-512-10.
     """
+    if isinstance(sizes, int) or not len(sizes):
+        raise ValueError(f"mlp: sizes is a list of layer widths, e.g. [512, 10]; got {sizes!r}")
     layers = []
     for n in sizes[:-1]:
         layers += [dense(n, **dense_kwargs), activation()]

@@ -330,3 +330,31 @@ def test_mlp_is_dense_activation_dropout_then_dense():
     assert not np.array_equal(
         net.forward(params, x, key=jax.random.key(1))[0], net.forward(params, x)[0]
     )
+
+
+@pytest.mark.parametrize(
+    "build, error, message",
+    [
+        (lambda: jnet.dense(0), ValueError, r"dense: n is the number of output features.*got 0"),
+        (lambda: jnet.dense(2.5), ValueError, r"an int >= 1; got 2.5"),
+        (lambda: jnet.dense(3, compute_dtype=jnp.int8), ValueError, r"compute_dtype .* int8"),
+        (lambda: jnet.dropout(None), ValueError, r"dropout: rate .*; got None"),
+        (lambda: jnet.flatten(2.5), ValueError, r"flatten: ndim .*; got 2.5"),
+        (lambda: jnet.mlp([]), ValueError, r"mlp: sizes is a list of layer widths"),
+        (lambda: jnet.mlp(10), ValueError, r"mlp: sizes .*; got 10"),
+        (lambda: jnet.serial(jnet.dense), TypeError, r"argument 0 .* function dense \(call"),
+        (lambda: jnet.serial(jnet.relu(), [jnet.relu()]), TypeError, r"argument 1 .* got list"),
+    ],
+)
+def test_bad_layer_arguments_are_refused_by_name(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_dense_refuses_another_layers_params():
+    narrow, wide = jnet.dense(3), jnet.dense(7)
+    _, params = wide.init(KEY, (2, 5))
+    with pytest.raises(ValueError, match=r"dense\(3\): params hold w \(5, 7\) and b \(7,\)"):
+        narrow.forward(params, jnp.ones((2, 5)))
+    with pytest.raises(ValueError, match=r"params must be a dict with 'w' and 'b'; got \['w'\]"):
+        narrow.forward({"w": params["w"]}, jnp.ones((2, 5)))
