@@ -333,6 +333,29 @@ def test_csv_missing_and_empty(tmp_path):
         data.load_csv(tmp_path / "empty.csv")
 
 
+def test_csv_folder_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match=f"^{tmp_path}: is a folder; expected a CSV file"):
+        data.load_csv(tmp_path)
+
+
+def test_gzipped_csv_is_read_whatever_its_name(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (3, 784), dtype=np.uint8)
+    text = data.save_csv(tmp_path / "train.csv", x, [1, 2, 3]).read_bytes()
+    for name in ("train.csv.gz", "train_gz.csv"):  # told by the gzip magic bytes
+        (tmp_path / name).write_bytes(gzip.compress(text))
+        x2, y2 = data.load_csv(tmp_path / name)
+        np.testing.assert_array_equal(x2, x)
+        np.testing.assert_array_equal(y2, [1, 2, 3])
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(text)[:300])
+    with pytest.raises(DataError, match="cut.csv.gz: cannot read: Compressed file ended"):
+        data.load_csv(tmp_path / "cut.csv.gz")
+
+
+def test_data_dir_must_be_a_path():
+    with pytest.raises(TypeError, match="data_dir must be a folder path .* got 3"):
+        data.mnist(3, download=False)
+
+
 # --- XOR and preprocessing ----------------------------------------------------------------
 
 
@@ -345,6 +368,7 @@ def test_xor():
 def test_flatten_scale():
     x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 10
     assert data.flatten(x).shape == (2, 12)
+    assert data.flatten(x[:0]).shape == (0, 12)  # an empty batch keeps its feature size
     s = data.scale(np.array([0, 51, 255], np.uint8))
     assert s.dtype == np.float32
     np.testing.assert_allclose(s, [0.0, 0.2, 1.0])

@@ -6,6 +6,7 @@ No test here touches the internet: the mirror is always 127.0.0.1 (or a closed p
 import functools
 import gzip
 import http.server
+import re
 import shutil
 import socket
 import threading
@@ -128,3 +129,13 @@ def test_offline_error_says_where_to_put_files(tmp_path):
 def test_download_false_never_fetches(tmp_path):
     with pytest.raises(DataError, match="missing train-images-idx3-ubyte.gz"):
         data.mnist(tmp_path, download=False, mirror=closed_port_url())
+
+
+@pytest.mark.parametrize("bad", ["not-a-url", "/a/local/folder", "ftp://example.com/mnist/"])
+def test_mirror_must_be_an_http_url(tmp_path, monkeypatch, bad):
+    with pytest.raises(DataError, match=re.escape(f"mirror={bad!r} is not an http(s) URL")):
+        data.mnist(tmp_path, mirror=bad)
+    monkeypatch.setenv("JNET_MNIST_MIRROR", bad)  # named as where the bad mirror came from
+    with pytest.raises(DataError, match=re.escape(f"$JNET_MNIST_MIRROR={bad!r} is not an")):
+        data.download_mnist(tmp_path)
+    assert list(tmp_path.iterdir()) == []

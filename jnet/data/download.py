@@ -13,6 +13,7 @@ import os
 import pathlib
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 
@@ -152,7 +153,13 @@ def download_mnist(
       The folder holding the files.
     """
     folder = dataset_dir("mnist", data_dir, MNIST_SHA256)
+    given = "mirror=" if mirror else f"${MIRROR_ENV}="  # name where a bad one came from
     mirror = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
+    if urllib.parse.urlsplit(mirror).scheme not in ("http", "https", "file"):
+        raise DataError(
+            f"{given}{mirror!r} is not an http(s) URL: the MNIST mirror must be one such as "
+            f"{DEFAULT_MIRROR!r} (or a file:///local/folder/)"
+        )
     if files is None:
         files = [n for n in MNIST_SHA256 if not (folder / n).exists()]
     hint = where_to_put(folder, MNIST_SHA256, "mnist")

@@ -2,10 +2,12 @@
 
 Tutorial 003 reads this layout. `load_csv` parses with `np.loadtxt` (fast, ~1 s for 42,000
 rows) and only on failure rescans the file line by line, to name the first bad line.
+A gzip-compressed CSV (e.g. `train.csv.gz`) is read as it is, whatever its name.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import pathlib
 import re
@@ -19,6 +21,15 @@ NUM_PIXELS = 784
 NUM_CLASSES = 10
 HEADER = ",".join(["label", *(f"pixel{i}" for i in range(NUM_PIXELS))])
 _INT = re.compile(r"\s*[+-]?\d+\s*")
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open_text(path: pathlib.Path):
+    """The file as text, unpacked if gzip-compressed (told by its first bytes, not its name)."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == _GZIP_MAGIC
+    opener = gzip.open if gzipped else open
+    return opener(path, "rt", encoding="utf-8", errors="replace")
 
 
 def _is_number(field: str) -> bool:
@@ -31,7 +42,7 @@ def _is_number(field: str) -> bool:
 
 def _diagnose(path: pathlib.Path) -> DataError | None:
     """The first bad data line as a DataError (slow: used only after the fast path failed)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with _open_text(path) as f:
         next(f)  # header, already checked
         for lineno, line in enumerate(f, start=2):
             if not line.strip():
@@ -72,11 +83,15 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         non-integer label, label outside 0..9, pixel not an integer in 0..255.
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise file_error(path, "is a folder; expected a CSV file (e.g. Kaggle's train.csv)")
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with _open_text(path) as f:
             header = f.readline().rstrip("\r\n").split(",")
     except FileNotFoundError:
         raise file_error(path, "file not found") from None
+    except (OSError, EOFError) as e:  # e.g. a gzip file cut short or corrupt
+        raise file_error(path, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
     if header == [""]:
         raise file_error(path, "empty file (expected a header row, then data rows)")
     if all(_is_number(h) for h in header):
@@ -90,11 +105,14 @@ def load_csv(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         with warnings.catch_warnings():  # "no data" is reported below, as a DataError
             warnings.filterwarnings("ignore", "loadtxt: input contained no data")
-            data = np.loadtxt(
-                path, delimiter=",", skiprows=1, dtype=np.int32, comments=None, ndmin=2
-            )
+            with _open_text(path) as f:
+                data = np.loadtxt(
+                    f, delimiter=",", skiprows=1, dtype=np.int32, comments=None, ndmin=2
+                )
     except ValueError as e:
         raise (_diagnose(path) or file_error(path, str(e))) from None
+    except (OSError, EOFError) as e:  # a gzip file cut short after its header
+        raise file_error(path, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
     if data.shape[0] == 0:
         raise file_error(path, "no data rows after the header")
     labels, pixels = data[:, 0], data[:, 1:]

@@ -36,6 +36,10 @@ def dataset_dir(
       `data_dir`, else `$JNET_DATA_DIR/name`, else `cache_dir() / name`.
     """
     if data_dir is not None:
+        if not isinstance(data_dir, str | os.PathLike):
+            raise TypeError(
+                f"data_dir must be a folder path (str or os.PathLike) or None; got {data_dir!r}"
+            )
         folder = pathlib.Path(data_dir).expanduser()
         if (folder / name).is_dir() and not any((folder / f).exists() for f in files):
             return folder / name

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
 def flatten(x: np.ndarray) -> np.ndarray:
     """(N, ...) -> (N, D), e.g. images (N, 28, 28) -> (N, 784). A view when possible."""
     x = np.asarray(x)
-    return x.reshape(len(x), -1)
+    if x.ndim == 0:
+        raise ValueError("flatten expects (N, ...) arrays with a batch axis; got a 0-d array")
+    return x.reshape(len(x), math.prod(x.shape[1:]))  # not -1: ambiguous when N = 0
 
 
 def scale(x: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
