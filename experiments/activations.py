@@ -37,7 +37,9 @@ ACTIVATIONS: dict[str, tuple[jnet.Layer, Callable]] = {
 
 def parse_args(argv=None):
     p = ex.parser(NAME, __doc__, devices=False)  # no training to split over devices
-    p.add_argument("--points", type=int, default=401, help="points on [-10, 10] (odd: has 0)")
+    p.add_argument(
+        "--points", type=ex.positive_int, default=401, help="points on [-10, 10] (odd: has 0)"
+    )
     return ex.parse(p, argv, {"points": 41})
 
 

@@ -97,8 +97,12 @@ NUMPY_SEED = 1  # tutorial 002 and the course: np.random.seed(1) before drawing 
 def parse_args(argv=None):
     p = ex.parser(NAME, __doc__, devices=False)  # nothing to split: tiny full batches
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
-    p.add_argument("--num-seeds", type=int, default=5, help="JAX seeds per configuration")
-    p.add_argument("--iterations", type=int, default=None, help="override every config's")
+    p.add_argument(
+        "--num-seeds", type=ex.positive_int, default=5, help="JAX seeds per configuration"
+    )
+    p.add_argument(
+        "--iterations", type=ex.positive_int, default=None, help="override every config's"
+    )
     p.add_argument("--float32", action="store_true", help="compute in float32 (default 64)")
     p.add_argument(
         "--no-numpy-init",
@@ -148,7 +152,7 @@ def main(argv=None) -> dict:
     results: dict[str, list] = {}
     for name in args.configs:
         cfg = dict(CONFIGS[name])
-        if args.iterations:
+        if args.iterations is not None:
             cfg["iterations"] = args.iterations
         net = network(cfg)
         starts = [(f"seed {s}", s, None) for s in ex.seeds(args)]
@@ -191,7 +195,7 @@ def main(argv=None) -> dict:
         run = f"{name} [{arch}] {cfg['activation']}"
         seeded = [r for r in runs if r["label"] != "tutorial init"]
         exact = [r for r in runs if r["label"] == "tutorial init"]
-        full = not args.iterations
+        full = args.iterations is None  # the tutorial's own run length
         for split in ("train", "test"):
             if seeded:
                 rows.append(
@@ -243,7 +247,7 @@ def main(argv=None) -> dict:
                 every + 1,
                 h[every],
             )
-        if name in TUTORIAL_COSTS and not args.iterations:
+        if name in TUTORIAL_COSTS and args.iterations is None:
             lines[f"{name}: tutorial's printout"] = (
                 np.arange(100, 3001, 100),
                 TUTORIAL_COSTS[name],

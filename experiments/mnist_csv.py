@@ -62,16 +62,30 @@ def parse_args(argv=None):
         default=None,
         help="a Kaggle-layout CSV to read (default: make one from MNIST in --out)",
     )
-    p.add_argument("--rows", type=int, default=ROWS, help="rows of the CSV made from MNIST")
-    p.add_argument("--test-rows", type=int, default=TEST_ROWS, help="last N rows: the test set")
-    p.add_argument("--lr", type=float, default=LR, help="SGD learning rate")
-    p.add_argument("--epochs-small", type=int, default=EPOCHS_SMALL, help="784-20-10 epochs")
-    p.add_argument("--epochs-deep", type=int, default=EPOCHS_DEEP, help="784-30-20-10 epochs")
     p.add_argument(
-        "--num-seeds", type=int, default=5, help="runs with seeds seed, seed+1, ... (shuffle, init)"
+        "--rows", type=ex.positive_int, default=ROWS, help="rows of the CSV made from MNIST"
+    )
+    p.add_argument(
+        "--test-rows", type=ex.positive_int, default=TEST_ROWS, help="last N rows: the test set"
+    )
+    p.add_argument("--lr", type=float, default=LR, help="SGD learning rate")
+    p.add_argument(
+        "--epochs-small", type=ex.positive_int, default=EPOCHS_SMALL, help="784-20-10 epochs"
+    )
+    p.add_argument(
+        "--epochs-deep", type=ex.positive_int, default=EPOCHS_DEEP, help="784-30-20-10 epochs"
+    )
+    p.add_argument(
+        "--num-seeds",
+        type=ex.positive_int,
+        default=5,
+        help="runs with seeds seed, seed+1, ... (shuffle, init)",
     )
     quick = {"rows": 600, "test_rows": 100, "epochs_small": 20, "epochs_deep": 20, "num_seeds": 1}
-    return ex.parse(p, argv, quick)
+    args = ex.parse(p, argv, quick)
+    if args.csv is None and args.test_rows >= args.rows:  # a --csv is checked once read
+        p.error(f"--test-rows {args.test_rows} must be below --rows {args.rows} (the rest train)")
+    return args
 
 
 def network(*hidden: int) -> jnet.Layer:
@@ -95,6 +109,8 @@ def load(args) -> tuple[np.ndarray, np.ndarray, str]:
 
 def split(x: np.ndarray, y: np.ndarray, test_rows: int, seed: int):
     """Shuffles the rows with `seed` (tutorial: np.random.shuffle(data)); the last are test."""
+    if test_rows >= len(y):
+        raise ValueError(f"--test-rows {test_rows} must be below the CSV's {len(y)} rows")
     order = np.random.default_rng(seed).permutation(len(y))
     x, y = x[order], y[order]
     m = len(y) - test_rows

@@ -94,22 +94,26 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--val-size",
-        type=int,
-        default=0,
+        type=ex.positive_int,
+        default=None,
         help="hold out N training images as validation and report on them instead "
         "of the test set (for tuning)",
     )
     g = p.add_argument_group("overrides (apply to every configuration run)")
-    g.add_argument("--hidden", type=int, nargs="+", default=None)
+    g.add_argument("--hidden", type=ex.positive_int, nargs="+", default=None)
     g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--batch-size", type=ex.positive_int, default=None)
+    g.add_argument("--epochs", type=ex.positive_int, default=None)
     g.add_argument("--l2", type=float, default=None)
     g.add_argument("--optimizer", choices=["sgd", "adam", "momentum"], default=None)
     g.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("INPUT", "HIDDEN"))
     g.add_argument("--init", choices=["glorot_normal", "he_normal", "lecun_normal"], default=None)
-    g.add_argument("--train-size", type=int, default=None, help="first N training images")
-    p.add_argument("--num-seeds", type=int, default=1, help="runs with seeds seed, seed+1, ...")
+    g.add_argument(
+        "--train-size", type=ex.positive_int, default=None, help="first N training images"
+    )
+    p.add_argument(
+        "--num-seeds", type=ex.positive_int, default=1, help="runs with seeds seed, seed+1, ..."
+    )
     quick = {"train_size": 512, "epochs": 2, "hidden": [32, 32]}
     args = ex.parse(p, argv, quick)
     if args.tuned and args.out == p.get_default("out"):  # keep the tutorial run's results
@@ -179,7 +183,7 @@ def main(argv=None) -> dict:
     timer = ex.Timer()
     (x, y), (x_test, y_test) = ex.load_mnist(args.data_dir, args.train_size)
     eval_name = "test"
-    if args.val_size:  # tuning: never look at the test set
+    if args.val_size is not None:  # tuning: never look at the test set
         (x, y), (x_test, y_test) = jnet.data.train_val_split(
             x, y, val_size=args.val_size, seed=args.seed
         )

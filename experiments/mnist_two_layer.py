@@ -37,19 +37,27 @@ TUTORIAL = {250: (0.924, 0.875), 500: (0.971, 0.915)}
 
 def parse_args(argv=None):
     p = ex.parser(NAME, __doc__)
-    p.add_argument("--train-size", type=int, default=TRAIN_SIZE, help="first N training images")
-    p.add_argument("--test-size", type=int, default=TEST_SIZE, help="first N test images")
-    p.add_argument("--hidden", type=int, default=HIDDEN, help="hidden units")
+    p.add_argument(
+        "--train-size", type=ex.positive_int, default=TRAIN_SIZE, help="first N training images"
+    )
+    p.add_argument(
+        "--test-size", type=ex.positive_int, default=TEST_SIZE, help="first N test images"
+    )
+    p.add_argument("--hidden", type=ex.positive_int, default=HIDDEN, help="hidden units")
     p.add_argument("--lr", type=float, default=LR, help="SGD learning rate")
     p.add_argument(
         "--iterations",
-        type=int,
+        type=ex.positive_int,
         nargs="+",
         default=list(ITERATIONS),
         help="report accuracies after these many full-batch iterations (increasing)",
     )
-    p.add_argument("--num-seeds", type=int, default=1, help="runs with seeds seed, seed+1, ...")
-    return ex.parse(p, argv, quick={"train_size": 100, "test_size": 50, "iterations": [10, 20]})
+    p.add_argument(
+        "--num-seeds", type=ex.positive_int, default=1, help="runs with seeds seed, seed+1, ..."
+    )
+    args = ex.parse(p, argv, quick={"train_size": 100, "test_size": 50, "iterations": [10, 20]})
+    args.iterations = sorted(set(args.iterations))  # a repeated stop: a 0-iteration stage
+    return args
 
 
 def network(hidden: int) -> jnet.Layer:
@@ -64,7 +72,7 @@ def main(argv=None) -> dict:
     x_test, y_test = x_all[: args.test_size], y_all[: args.test_size]
     net, loss = network(args.hidden), jnet.softmax_cross_entropy
     mesh = ex.mesh(args.devices)
-    stops = sorted(args.iterations)
+    stops = args.iterations
 
     def evaluate(params):
         return {

@@ -32,6 +32,7 @@ import optax
 
 import jnet
 import jnet.data
+from jnet.experiment import positive_int
 from jnet.train import NO_STOP, TrainState, make_epochs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -226,7 +227,9 @@ def parse_args(argv=None):
     p.add_argument("--bf16-compare", action="store_true", help="also bf16 vs f32, tuned run")
     p.add_argument("--sweep", action="store_true", help="run the candidate recipes instead")
     p.add_argument("--only", nargs="+", default=(), help="with --sweep: these candidates only")
-    p.add_argument("--seeds", type=int, default=2, help="with --sweep: seeds per candidate")
+    p.add_argument(
+        "--seeds", type=positive_int, default=2, help="with --sweep: seeds per candidate"
+    )
     p.add_argument("--json", type=pathlib.Path, default=None, help="write the results here")
     return p.parse_args(argv)
 

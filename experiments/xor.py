@@ -38,14 +38,14 @@ NUMPY_SEED = 42  # tutorial: RANDOM_SEED = 42; np.random.seed(RANDOM_SEED)
 
 def parse_args(argv=None):
     p = ex.parser(NAME, __doc__, devices=False)  # nothing to split: tiny full batches
-    p.add_argument("--epochs", type=int, default=EPOCHS, help="full-batch epochs")
+    p.add_argument("--epochs", type=ex.positive_int, default=EPOCHS, help="full-batch epochs")
     p.add_argument(
         "--lr",
         type=float,
         default=LR,
         help="learning rate in the tutorial's units (sum of half squared errors)",
     )
-    p.add_argument("--num-seeds", type=int, default=5, help="JAX draws per variant")
+    p.add_argument("--num-seeds", type=ex.positive_int, default=5, help="JAX draws per variant")
     return ex.parse(p, argv, {"epochs": 2000, "num_seeds": 1})
 
 

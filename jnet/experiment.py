@@ -39,6 +39,21 @@ Row = dict[str, Any]
 RESULTS_DIR = pathlib.Path("results")
 
 
+def positive_int(text: str) -> int:
+    """argparse `type=` for flags that count things (sizes, iterations, seeds): an int >= 1.
+
+    A plain `int` lets `--train-size -5` slice off the last 5 images and `--num-seeds 0`
+    train nothing; this makes argparse refuse them with the flag's name.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {value}")
+    return value
+
+
 def parser(name: str, doc: str | None, *, devices: bool = True) -> argparse.ArgumentParser:
     """An ArgumentParser with the flags every experiment shares.
 
@@ -76,7 +91,7 @@ def parser(name: str, doc: str | None, *, devices: bool = True) -> argparse.Argu
     if devices:
         p.add_argument(
             "--devices",
-            type=int,
+            type=positive_int,
             default=None,
             metavar="N",
             help="data-parallel over the first N devices (a mesh with a 'data' axis); "
@@ -97,6 +112,11 @@ def parse(
     if args.quick:
         p.set_defaults(**quick)
         args = p.parse_args(argv)
+    # Fail now, not with FileExistsError when the results are written after the whole run.
+    existing = next(f for f in (args.out, *args.out.parents) if f.exists())  # "." or "/" exist
+    if not existing.is_dir():
+        where = "" if existing == args.out else f" (on the way to {args.out})"
+        p.error(f"argument --out: {existing}{where} is a file; expected a folder for the results")
     if jax.process_count() > 1 and jax.process_index() > 0:
         # Multi-process runs (`python -m jnet.distributed`): every process computes the same
         # numbers; process 0 writes to --out, the others to a sub-folder, never the same file.
@@ -111,7 +131,7 @@ def seeds(args: argparse.Namespace) -> list[int]:
 
 def mesh(devices: int | None) -> Any:
     """A data-parallel mesh over the first `devices` devices, or None for one device."""
-    if not devices:
+    if devices is None:
         return None
     from jnet import parallel
 

@@ -170,3 +170,15 @@ def test_good_inputs_still_pass():
     )
     assert jnet.apply(jnet.sigmoid_binary_cross_entropy)(jnp.ones((4, 1)), jnp.ones(4)).shape == ()
     assert jnet.apply(jnet.mean_squared_error)(jnp.ones((4, 1)), jnp.ones(4)).shape == ()
+
+
+def test_gradcheck_cli_names_the_known_cases(capsys):
+    from jnet.gradcheck.__main__ import main
+    from jnet.gradcheck.registry import CASES
+
+    with pytest.raises(SystemExit) as e:
+        main(["dense", "nosuchcase"])
+    assert e.value.code == 2  # a usage error, not a KeyError traceback
+    err = capsys.readouterr().err
+    assert "error: unknown case(s) 'nosuchcase'; known cases: 'dense', 'relu'" in err
+    assert all(repr(name) in err for name in CASES)

@@ -5,6 +5,7 @@ flax's train_test.py runs one tiny epoch: the same code path as the full runs, o
 sizes. Also: --help, any MNIST-layout folder via --data-dir, and report.py.
 """
 
+import argparse
 import importlib.util
 import json
 import pathlib
@@ -136,6 +137,76 @@ def test_table_formatting():
     assert "98.68 ± 0.03% (n=2)" in lines[5]  # a small spread gets two decimals
     md = ex.table_lines(rows, markdown=True)
     assert md[0] == "| run | metric | ours | tutorial | note |" and len(md) == 6
+
+
+def test_positive_int():
+    assert ex.positive_int("3") == 3
+    for text in ("0", "-5", "2.5", "ten"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integer"):
+            ex.positive_int(text)
+
+
+# Flags that count things: 0 or less used to train on a slice, nothing, or divide by zero.
+BAD_COUNTS = [
+    ("mnist_two_layer", ["--train-size", "-5"]),  # was: all but the last 5 images
+    ("mnist_two_layer", ["--test-size", "0"]),
+    ("mnist_two_layer", ["--hidden", "0"]),
+    ("mnist_two_layer", ["--iterations", "10", "0"]),
+    ("mnist_two_layer", ["--num-seeds", "0"]),  # was: a metrics.json with nothing trained
+    ("mnist_two_layer", ["--devices", "0"]),
+    ("mnist_minibatch", ["--batch-size", "0"]),  # was: ZeroDivisionError
+    ("mnist_minibatch", ["--epochs", "0"]),
+    ("mnist_minibatch", ["--hidden", "32", "0"]),
+    ("mnist_minibatch", ["--train-size", "-1"]),
+    ("mnist_minibatch", ["--val-size", "-1"]),
+    ("mnist_minibatch", ["--num-seeds", "0"]),
+    ("mnist_csv", ["--rows", "0"]),
+    ("mnist_csv", ["--test-rows", "0"]),
+    ("mnist_csv", ["--epochs-small", "0"]),
+    ("mnist_csv", ["--epochs-deep", "-1"]),
+    ("cat_classifier", ["--iterations", "0"]),  # was: with --quick, the full 2,500
+    ("cat_classifier", ["--num-seeds", "0"]),
+    ("xor", ["--epochs", "0"]),
+    ("xor", ["--num-seeds", "1.5"]),
+    ("activations", ["--points", "0"]),
+    ("speedrun", ["--seeds", "0"]),
+]
+
+
+@pytest.mark.parametrize(
+    "name, argv", BAD_COUNTS, ids=[f"{n} {' '.join(a)}" for n, a in BAD_COUNTS]
+)
+def test_count_flags_must_be_positive(name, argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        load_script(name).parse_args(["--quick", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: argument {argv[0]}: " in err and "positive integer" in err
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_out_that_is_a_file_fails_before_the_run(name, tmp_path, capsys):
+    file = tmp_path / "results"
+    file.write_text("not a folder")
+    for out in (file, file / "sub"):
+        with pytest.raises(SystemExit) as e:
+            load_script(name).parse_args(["--quick", "--out", str(out)])
+        assert e.value.code == 2
+        assert f"error: argument --out: {file}" in capsys.readouterr().err
+    assert load_script(name).parse_args(["--out", str(tmp_path / "new")])  # not there yet: ok
+
+
+def test_csv_test_rows_below_rows(capsys):
+    script = load_script("mnist_csv")
+    with pytest.raises(SystemExit):
+        script.parse_args(["--rows", "100", "--test-rows", "100"])
+    assert "--test-rows 100 must be below --rows 100" in capsys.readouterr().err
+    assert script.parse_args(["--csv", "any.csv", "--rows", "100", "--test-rows", "100"])
+
+
+def test_repeated_iterations_are_one_stop():
+    args = load_script("mnist_two_layer").parse_args(["--iterations", "20", "10", "10"])
+    assert args.iterations == [10, 20]
 
 
 def test_devices_flag(tmp_path, data_dir):

@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float64", choices=sorted(TOLERANCES))
     parser.add_argument("cases", nargs="*", help=f"default: all of {', '.join(CASES)}")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.cases if name not in CASES]
+    if unknown:  # argparse `choices` would print all names on every usage line
+        known = ", ".join(map(repr, CASES))  # quoted: some names hold spaces
+        parser.error(f"unknown case(s) {', '.join(map(repr, unknown))}; known cases: {known}")
     jax.config.update("jax_enable_x64", True)
     rows = []
     for name in args.cases or CASES:
