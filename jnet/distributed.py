@@ -19,12 +19,15 @@ import argparse
 import os
 import pathlib
 import runpy
+import signal
 import socket
 import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Sequence
+
+from jnet.experiment import positive_int
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -34,8 +37,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # the script's own flags follow it
     )
-    p.add_argument("--processes", type=int, help="start this many local processes")
-    p.add_argument("--local-devices", type=int, help="CPU devices per process (CPU only)")
+    p.add_argument("--processes", type=positive_int, help="start this many local processes")
+    p.add_argument("--local-devices", type=positive_int, help="CPU devices per process (CPU only)")
     p.add_argument("--timeout", type=float, help="seconds before the launcher ends the run")
     p.add_argument(
         "--log-dir",
@@ -61,12 +64,13 @@ def free_port() -> int:
 
 def launch(args: argparse.Namespace) -> int:
     """Starts `args.processes` local processes; returns 0, a failed one's code, or 124."""
-    if args.processes < 1:
-        raise SystemExit(f"--processes must be at least 1; got {args.processes}")
     coordinator = f"127.0.0.1:{free_port()}"
     if args.log_dir:
         args.log_dir.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
+    # SIGTERM (kill, scancel, a CI timeout) would end the launcher without its `finally`,
+    # orphaning the processes; as an exception it ends them like a failure does.
+    previous = signal.signal(signal.SIGTERM, _raise_exit)
     try:
         for i in range(args.processes):
             cmd = [sys.executable, "-m", "jnet.distributed", "--coordinator", coordinator]
@@ -85,6 +89,11 @@ def launch(args: argparse.Namespace) -> int:
         return _wait(procs, args.timeout)
     finally:
         _end(procs)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_exit(signum: int, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait(procs: list[subprocess.Popen], timeout: float | None) -> int:
@@ -126,12 +135,25 @@ def run_one(args: argparse.Namespace) -> None:
     """Joins the run as one process, then runs the script as `__main__`."""
     from jnet import parallel
 
-    parallel.initialize(
-        args.coordinator,
-        args.num_processes,
-        args.process_id,
-        local_device_count=args.local_devices,
-    )
+    try:
+        parallel.initialize(
+            args.coordinator,
+            args.num_processes,
+            args.process_id,
+            local_device_count=args.local_devices,
+        )
+    except ValueError as e:
+        # No --coordinator and no cluster that JAX detects (SLURM, Open MPI, a TPU pod):
+        # JAX itself only says "coordinator_address should be defined".
+        if args.coordinator is not None or "coordinator_address" not in str(e):
+            raise
+        print(
+            "python -m jnet.distributed: error: no cluster found (SLURM, Open MPI, a TPU pod, "
+            "Kubernetes) and no --processes given: pass --processes N to start N processes "
+            "on this machine, or run under srun / on every VM of a TPU pod",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
     script = args.script.resolve()
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.parent))  # as `python SCRIPT` would

@@ -135,3 +135,50 @@ def test_launcher_ends_the_run_when_a_process_fails(tmp_path):
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "process 1 exited with 3; ending the others" in proc.stderr
     assert time.monotonic() - start < 60
+
+
+def test_launcher_stopped_by_sigterm_ends_its_processes(tmp_path):
+    """`kill` / `scancel` on the launcher must not leave its processes running."""
+    script = tmp_path / "sleeps.py"
+    script.write_text(
+        "import os, pathlib, time, jax\n"
+        "pid_file = pathlib.Path(os.environ['PID_DIR'], str(jax.process_index()))\n"
+        "pid_file.write_text(str(os.getpid()))\n"
+        "time.sleep(600)\n"
+    )
+    env = worker_env(tmp_path, "") | {"PID_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "jnet.distributed", "--processes", "2", str(script)]
+    launcher = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    pid_files = [tmp_path / "0", tmp_path / "1"]
+    deadline = time.monotonic() + TIMEOUT_S
+    while not all(f.exists() and f.read_text() for f in pid_files):
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()
+        time.sleep(0.2)
+    pids = [int(f.read_text()) for f in pid_files]
+    launcher.terminate()
+    assert launcher.wait(timeout=60) == 128 + signal.SIGTERM
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):  # gone, and reaped by the launcher
+            os.kill(pid, 0)
+
+
+def test_local_devices_must_be_positive(capsys):
+    from jnet import distributed
+
+    with pytest.raises(SystemExit) as e:
+        distributed.parse_args(["--processes", "2", "--local-devices", "0", "x.py"])
+    assert e.value.code == 2
+    assert "argument --local-devices: must be a positive integer" in capsys.readouterr().err
+
+
+def test_no_cluster_and_no_processes_says_to_pass_processes(tmp_path):
+    """Outside SLURM / Open MPI / a TPU pod, a launch without --processes says what to pass."""
+    script = tmp_path / "never_runs.py"
+    script.write_text("raise SystemExit('the script ran')\n")
+    cluster = ("SLURM_", "OMPI_", "JAX_COORDINATOR", "KUBERNETES_SERVICE_HOST")
+    env = {k: v for k, v in worker_env(tmp_path, "").items() if not k.startswith(cluster)}
+    cmd = [sys.executable, "-m", "jnet.distributed", str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "no cluster found" in proc.stderr and "pass --processes N" in proc.stderr
+    assert "Traceback" not in proc.stderr and "the script ran" not in proc.stderr
