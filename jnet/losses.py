@@ -102,6 +102,11 @@ def _softmax_ce_forward(logits, targets):
         )
     logp = jax.nn.log_softmax(logits, axis=-1)  # stable for logits of +-1e4
     value = -jnp.sum(onehot * logp) / _batch_size(logp)
+    if jnp.issubdtype(targets.dtype, jnp.integer):
+        # A label outside [0, classes) has an all-zero one-hot row and would add 0 to the
+        # loss unnoticed; inside jit it cannot raise, so it makes the loss NaN instead.
+        in_range = jnp.all((targets >= 0) & (targets < logits.shape[-1]))
+        value = jnp.where(in_range, value, jnp.nan)
     return value, (logp, onehot)
 
 

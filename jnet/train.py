@@ -62,6 +62,7 @@ def init_state(
     `params=None` draws them with `net.init` from one half of `key`; the other half
     becomes the state's key.
     """
+    arguments.prng_key("init_state", key)
     init_key, train_key = jax.random.split(key)
     if params is None:
         _, params = net.init(init_key, tuple(input_shape))
@@ -102,6 +103,13 @@ def make_step(
     grads_fn = loss_and_grads(net, loss)
 
     def step(state, batch, key=None):
+        if not isinstance(state, TrainState):
+            raise TypeError(
+                f"step: state must be a jnet.TrainState (jnet.init_state(...)); "
+                f"got {type(state).__name__}"
+            )
+        if not isinstance(batch, tuple | list) or len(batch) != 2:
+            raise TypeError(f"step: batch must be a pair (x, y); got {type(batch).__name__}")
         x, y = batch
         value, outputs, grads, _ = grads_fn(state.params, x, y, key=key)
         if l2:
@@ -134,6 +142,11 @@ def per_layer(
     transforms = {"default": default} | {f"layer{i}": t for i, t in overrides.items()}
 
     def labels(params):
+        if not isinstance(params, tuple):
+            raise ValueError(
+                "per_layer: needs the params of a serial network (a tuple, one entry per "
+                f"layer); got {type(params).__name__}"
+            )
         n = len(params)
         outside = [i for i in overrides if not -n <= i < n]
         if outside:

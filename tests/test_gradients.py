@@ -311,3 +311,14 @@ def test_check_gradients_takes_explicit_tolerances_including_zero():
         check_gradients(net, jnet.mean_squared_error, params, x, y, rtol=0.0)
     with pytest.raises(ValueError, match="fd_eps must be positive; got 0"):
         check_gradients(net, jnet.mean_squared_error, params, x, y, fd_eps=0.0)
+
+
+def test_check_gradients_refuses_unknown_dtypes_and_non_finite_inputs():
+    net = scale_layer()
+    params, x, y = _user_case(net)
+    half = jax.tree.map(lambda a: a.astype(jnp.float16), (params, x, y))
+    with pytest.raises(ValueError, match="no default tolerances for float16"):
+        check_gradients(net, jnet.mean_squared_error, *half)
+    bad = jax.tree.map(lambda a: a.at[0].set(jnp.nan), params)
+    with pytest.raises(ValueError, match="params contain NaN or inf; nothing to check"):
+        check_gradients(net, jnet.mean_squared_error, bad, x, y)

@@ -177,3 +177,13 @@ def test_a_loss_is_not_callable_but_apply_of_it_jits():
     f = jax.jit(jnet.apply(SCE))
     np.testing.assert_allclose(f(LOGITS, LABELS), SCE.forward(LOGITS, LABELS)[0], rtol=1e-14)
     np.testing.assert_allclose(jax.jit(jnet.apply(SCE))(LOGITS, LABELS), f(LOGITS, LABELS))
+
+
+def test_labels_outside_the_classes_make_the_loss_nan_not_zero():
+    # Under jit nothing can raise: an all-zero one-hot row must not pass for a perfect fit.
+    logits = jnp.zeros((2, 3))
+    value = jax.jit(lambda z, t: jnet.softmax_cross_entropy.forward(z, t)[0])
+    assert np.isnan(value(logits, jnp.array([0, 3]))) and np.isnan(
+        value(logits, jnp.array([-1, 0]))
+    )
+    assert np.isclose(value(logits, jnp.array([0, 2])), np.log(3))

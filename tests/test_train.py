@@ -101,6 +101,24 @@ def test_per_layer_refuses_a_layer_the_network_lacks():
             jnet.init_state(net, optimizer, jax.random.key(0), (1, 5))
 
 
+def test_step_and_state_refuse_misuse_by_name():
+    net = jnet.serial(jnet.dense(3))
+    state = jnet.init_state(net, optax.sgd(0.1), jax.random.key(0), (1, 8))
+    x, y = blobs(20)
+    step = jnet.make_step(net, CE, optax.sgd(0.1))
+    with pytest.raises(TypeError, match=r"step: batch must be a pair \(x, y\); got ndarray"):
+        step(state, x, y)
+    with pytest.raises(TypeError, match="step: state must be a jnet.TrainState"):
+        step((state.params, state.opt_state), (x, y))
+    with pytest.raises(TypeError, match="init_state: key must be one JAX PRNG key"):
+        jnet.init_state(net, optax.sgd(0.1), 0, (1, 8))
+    with pytest.raises(ValueError, match="per_layer: needs the params of a serial network"):
+        jnet.init_state(
+            jnet.dense(3), train.per_layer(optax.sgd(0.1), {0: optax.sgd(1)}), jax.random.key(0),
+            (1, 8),
+        )  # fmt: skip
+
+
 def test_train_step_matches_make_step_and_donates():
     x, y = blobs(40, 6)
     net = jnet.serial(jnet.dense(16), jnet.relu(), jnet.dropout(0.3), jnet.dense(3))

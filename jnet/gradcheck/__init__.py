@@ -101,7 +101,17 @@ def check_gradients(
     """
     x = jnp.asarray(x)
     dtype = jnp.result_type(*jax.tree.leaves(params), x) if jax.tree.leaves(params) else x.dtype
-    d_rtol, d_fd_tol, d_eps = TOLERANCES.get(jnp.dtype(dtype).name, TOLERANCES["float32"])
+    known = TOLERANCES.get(jnp.dtype(dtype).name)
+    if known is None and None in (rtol, fd_tol, fd_eps):
+        raise ValueError(
+            f"check_gradients: no default tolerances for {jnp.dtype(dtype).name} (known: "
+            f"{', '.join(TOLERANCES)}); pass rtol, fd_tol and fd_eps, or check in float64"
+        )
+    d_rtol, d_fd_tol, d_eps = known or (rtol, fd_tol, fd_eps)
+    for what, tree in (("params", params), ("x", x)):
+        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
+                   if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)):  # fmt: skip
+            raise ValueError(f"check_gradients: {what} contain NaN or inf; nothing to check")
     rtol = d_rtol if rtol is None else rtol  # 0 is a legitimate (exact) tolerance
     fd_tol = d_fd_tol if fd_tol is None else fd_tol
     fd_eps = d_eps if fd_eps is None else fd_eps
