@@ -156,7 +156,10 @@ class Checkpointer:
             if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf))
             new_leaves.append(value)
-        return jax.tree.unflatten(treedef, new_leaves), restored["meta"]
+        meta = {
+            k: v for k, v in restored["meta"].items() if k != "layout"
+        }  # ours, not the caller's
+        return jax.tree.unflatten(treedef, new_leaves), meta
 
     def close(self) -> None:
         self._manager.close()
