@@ -15,8 +15,8 @@ Tasks (MNIST, 784 inputs, relu hidden layers, softmax cross entropy):
   T3  784-1024-1024-10, batch 512, SGD lr 0.1, one epoch (default only on an accelerator)
 
 Warm-up and compilation are excluded from the timings (compile time is reported apart);
-each time is the median of `--repeats` runs, interleaved across implementations so that a
-noisy neighbour slows them alike. Examples:
+each time is the median of `--repeats` runs, interleaved across implementations (in an
+order rotated each round) so that a noisy neighbour slows them alike. Examples:
 
     python benchmarks/mlp.py                                  # CPU: T1 T2, 5 repeats
     python benchmarks/mlp.py --bf16 --write-md BENCHMARKS.md  # also bf16 rows, update the doc
@@ -353,8 +353,10 @@ def run_task(task: Task, args, data, key) -> list[dict]:
                 (args.dump_hlo / f"{task.name}-{im.name}.hlo.txt").write_text(im.compiled.as_text())
     last_loss = {im.name: float(im.run()[-1]) for im in impls}  # warm-up, and the losses
     times: dict[str, list[float]] = {im.name: [] for im in impls}
-    for _ in range(args.repeats):
-        for im in impls:
+    for r in range(args.repeats):
+        # Rotate the order each round: whoever runs right after numpy meets OpenBLAS threads
+        # still spinning down, and no implementation should always be that one.
+        for im in impls[r % len(impls) :] + impls[: r % len(impls)]:
             start = time.perf_counter()
             im.run()
             times[im.name].append(time.perf_counter() - start)
