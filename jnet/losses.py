@@ -83,7 +83,12 @@ def _softmax_ce_forward(logits, targets):
                 f"{logits.shape}; expected labels of shape {logits.shape[:-1]}"
                 + _batch_hint(logits, targets)
             )
-        onehot = (targets[..., None] == jnp.arange(logits.shape[-1])).astype(logits.dtype)
+        classes = logits.shape[-1]
+        # An out-of-range label would give an all-zero row and add 0 to the loss unnoticed;
+        # under jit nothing can raise, so its row is NaN (elementwise: fused, no extra pass).
+        valid = (targets >= 0) & (targets < classes)
+        hit = targets[..., None] == jnp.arange(classes)
+        onehot = jnp.where(valid[..., None], hit, jnp.nan).astype(logits.dtype)
     elif jnp.issubdtype(targets.dtype, jnp.floating):
         if targets.shape == logits.shape[:-1]:
             raise ValueError(
@@ -102,11 +107,6 @@ def _softmax_ce_forward(logits, targets):
         )
     logp = jax.nn.log_softmax(logits, axis=-1)  # stable for logits of +-1e4
     value = -jnp.sum(onehot * logp) / _batch_size(logp)
-    if jnp.issubdtype(targets.dtype, jnp.integer):
-        # A label outside [0, classes) has an all-zero one-hot row and would add 0 to the
-        # loss unnoticed; inside jit it cannot raise, so it makes the loss NaN instead.
-        in_range = jnp.all((targets >= 0) & (targets < logits.shape[-1]))
-        value = jnp.where(in_range, value, jnp.nan)
     return value, (logp, onehot)
 
 
