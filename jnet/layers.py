@@ -39,6 +39,10 @@ class Layer(NamedTuple):
 
 def check_float(name: str, x: jax.Array, what: str = "input") -> None:
     """Raises a ValueError naming `name` unless `x` is a floating-point array."""
+    if not hasattr(x, "dtype"):  # a list would reach XLA as a wall of numbers
+        raise ValueError(
+            f"{name}: {what} must be an array; got {type(x).__name__} (jnp.asarray it first)"
+        )
     if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
         raise ValueError(
             f"{name}: {what} must be a floating-point array; got dtype {jnp.result_type(x)} "

@@ -358,3 +358,12 @@ def test_dense_refuses_another_layers_params():
         narrow.forward(params, jnp.ones((2, 5)))
     with pytest.raises(ValueError, match=r"params must be a dict with 'w' and 'b'; got \['w'\]"):
         narrow.forward({"w": params["w"]}, jnp.ones((2, 5)))
+
+
+def test_a_python_list_input_is_named_not_dumped():
+    net = jnet.serial(jnet.dense(3))
+    _, params = net.init(KEY, (1, 2))
+    with pytest.raises(
+        ValueError, match=r"serial\[0\]: dense\(3\): input must be an array; got list"
+    ):
+        jnet.value_and_grad(net, jnet.softmax_cross_entropy)(params, [[1.0, 2.0]], jnp.array([0]))
