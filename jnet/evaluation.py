@@ -19,6 +19,11 @@ from jnet.losses import (
 )
 
 
+def _same(loss: Loss, builtin: Loss) -> bool:
+    """Whether `loss` is `builtin` or a copy of it (`Loss(*builtin)`): the same forward."""
+    return loss.forward is builtin.forward
+
+
 def accuracy(loss: Loss, outputs: jax.Array, targets: jax.Array) -> jax.Array:
     """Fraction of correct predictions.
 
@@ -30,7 +35,7 @@ def accuracy(loss: Loss, outputs: jax.Array, targets: jax.Array) -> jax.Array:
         predicted = jnp.argmax(outputs, axis=-1)
         true = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, -1)
     else:
-        threshold = 0.0 if loss is sigmoid_binary_cross_entropy else 0.5
+        threshold = 0.0 if _same(loss, sigmoid_binary_cross_entropy) else 0.5
         predicted = outputs.reshape(-1) > threshold
         true = targets.reshape(-1) > 0.5
     return jnp.mean(predicted == true)
@@ -146,7 +151,7 @@ def validate_data(
         raise ValueError(
             f"{where}: x of shape {x_np.shape} does not fit the network: {e}"
         ) from None
-    if loss is softmax_cross_entropy and np.issubdtype(y_np.dtype, np.integer):
+    if _same(loss, softmax_cross_entropy) and np.issubdtype(y_np.dtype, np.integer):
         classes = out.shape[-1]
         if y_np.shape == out.shape:
             raise ValueError(
@@ -160,7 +165,7 @@ def validate_data(
                 f"{where}: labels must lie in [0, {classes}) for a network with {classes} "
                 f"outputs; got labels in [{lo}, {hi}]"
             )
-    elif loss is softmax_cross_entropy and y_np.shape == out.shape:
+    elif _same(loss, softmax_cross_entropy) and y_np.shape == out.shape:
         sums = y_np.sum(axis=-1)
         if not np.all(np.isfinite(y_np)) or np.any((y_np < 0) | (y_np > 1)):
             raise ValueError(f"{where}: one-hot / probability targets must lie in [0, 1]")
@@ -169,7 +174,7 @@ def validate_data(
                 f"{where}: one-hot / probability targets must sum to 1 over the last axis; "
                 f"got sums in [{sums.min():g}, {sums.max():g}]"
             )
-    elif loss is sigmoid_binary_cross_entropy:
+    elif _same(loss, sigmoid_binary_cross_entropy):
         if np.any((y_np < 0) | (y_np > 1)) or not np.all(np.isfinite(y_np)):
             raise ValueError(
                 f"{where}: binary targets must lie in [0, 1]; got {np.unique(y_np)[:10]}"
@@ -182,7 +187,11 @@ def validate_data(
         raise ValueError(
             f"{where}: y of shape {y_np.shape} does not fit the network's outputs {out.shape}: {e}"
         ) from None
-    if loss is mean_squared_error and out.shape[-1] > 1 and np.issubdtype(y_np.dtype, np.integer):
+    if (
+        _same(loss, mean_squared_error)
+        and out.shape[-1] > 1
+        and np.issubdtype(y_np.dtype, np.integer)
+    ):
         raise ValueError(
             f"{where}: mean_squared_error needs float targets of the outputs' shape "
             f"{out.shape}; got {y_np.dtype} (one-hot targets: y.astype('float32'))"

@@ -304,6 +304,14 @@ def test_bad_arguments_are_refused_by_name(case):
     assert str(info.value).startswith("fit:")
 
 
+def test_a_copy_of_a_builtin_loss_gets_its_label_checks():
+    x, y = blobs(20)
+    copy = jnet.Loss(*CE)  # e.g. a user's own Loss built from the built-in's functions
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        jnet.fit(jnet.serial(jnet.dense(3)), copy, 0.1, x, np.where(y == 0, 7, y), epochs=1,
+                 key=jax.random.key(0), progress=False)  # fmt: skip
+
+
 def test_learning_rates_may_be_numpy_or_jax_scalars():
     x, y = blobs(20)
     runs = [
