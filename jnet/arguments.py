@@ -58,12 +58,17 @@ def optimizer(where: str, value: Any) -> tuple[optax.GradientTransformation, Any
     )
 
 
-def network_and_loss(where: str, net: Any, loss: Any) -> None:
-    """Raises unless `net` is a `jnet.Layer` and `loss` a `jnet.Loss` (in that order)."""
+def network(where: str, net: Any) -> None:
+    """Raises unless `net` is a `jnet.Layer`."""
     if not isinstance(net, Layer):
         raise TypeError(
             f"{where}: net must be a jnet.Layer (e.g. jnet.serial(...)); got {_describe(net)}"
         )
+
+
+def network_and_loss(where: str, net: Any, loss: Any) -> None:
+    """Raises unless `net` is a `jnet.Layer` and `loss` a `jnet.Loss` (in that order)."""
+    network(where, net)
     if not isinstance(loss, Loss):
         raise TypeError(
             f"{where}: loss must be a jnet.Loss (e.g. jnet.softmax_cross_entropy); "

@@ -133,15 +133,16 @@ class Checkpointer:
 
     def _restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
         ocp = self._ocp
-        meta = self._manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-        _check_layout(self.directory / str(epoch), meta["meta"].get("layout"), _layout(like))
+        # The metadata first: a checkpoint of another layout is refused before its arrays load.
+        restored = self._manager.restore(
+            epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+        )
+        meta = restored["meta"]
+        _check_layout(self.directory / str(epoch), meta.pop("layout", None), _layout(like))
         leaves, treedef = jax.tree.flatten(like)
         target = {f"{i:04d}": _abstract(leaf) for i, leaf in enumerate(leaves)}
         restored = self._manager.restore(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()
-            ),
+            epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
         )
         stored = restored["state"]
         if sorted(stored) != sorted(target):
@@ -156,9 +157,6 @@ class Checkpointer:
             if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf))
             new_leaves.append(value)
-        meta = {
-            k: v for k, v in restored["meta"].items() if k != "layout"
-        }  # ours, not the caller's
         return jax.tree.unflatten(treedef, new_leaves), meta
 
     def close(self) -> None:

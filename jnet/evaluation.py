@@ -107,8 +107,7 @@ def _predictor(net: Layer):
 
 def predict(net: Layer, params: Params, x: Any, *, batch_size: int = 10_000) -> np.ndarray:
     """Network outputs (inference mode, no dropout) for `x (N, ...)`, as numpy, in batches."""
-    if not isinstance(net, Layer):
-        raise TypeError(f"predict: net must be a jnet.Layer; got {type(net).__name__}")
+    arguments.network("predict", net)
     arguments.positive_int("predict", "batch_size", batch_size)
     x = jnp.asarray(x)
     if x.ndim < 1:

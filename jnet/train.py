@@ -366,41 +366,43 @@ def fit(
     if validation is not None:
         history |= {"val_loss": [], "val_accuracy": []}
     done = 0
-    checkpointer = None
     # What a checkpoint must share with this call to be its continuation.
-    run = {"batch_size": batch_size, "num_examples": int(x.shape[0]), "l2": float(l2)}
-    run["validation"] = validation is not None
+    run = {
+        "batch_size": batch_size,
+        "num_examples": int(x.shape[0]),
+        "l2": float(l2),
+        "validation": validation is not None,
+    }
+    checkpointer = None
     if checkpoint_dir is not None:
         from jnet.checkpoint import Checkpointer
 
         checkpointer = Checkpointer(checkpoint_dir)
-        try:
+    bar = None
+    try:
+        if checkpointer is not None:
             restored = checkpointer.restore_latest(state)
             if restored is not None:
                 done, state, meta = restored
                 _check_resume(checkpoint_dir, done, epochs, meta.get("run"), run)
                 history = {k: list(v) for k, v in meta["history"].items()}
-        except BaseException:
-            checkpointer.close()
-            raise
 
-    limit = epochs_per_call or (FULL_BATCH_EPOCHS_PER_CALL if batch_size is None else 1)
-    per_call = _epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
-    engine = make_epochs(
-        net,
-        loss,
-        optimizer,
-        num_examples=x.shape[0],
-        batch_size=batch_size,
-        epochs=per_call,
-        l2=l2,
-        eval_batch_size=eval_batch_size,
-        sharding=batch_sharding,
-    )
-    no_stop = jnp.asarray(NO_STOP, jnp.int32)
-    bar = _progress(progress, epochs, done)
-    starts: list = []  # the states the last two calls began with, for the divergence replay
-    try:
+        limit = epochs_per_call or (FULL_BATCH_EPOCHS_PER_CALL if batch_size is None else 1)
+        per_call = _epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
+        engine = make_epochs(
+            net,
+            loss,
+            optimizer,
+            num_examples=x.shape[0],
+            batch_size=batch_size,
+            epochs=per_call,
+            l2=l2,
+            eval_batch_size=eval_batch_size,
+            sharding=batch_sharding,
+        )
+        no_stop = jnp.asarray(NO_STOP, jnp.int32)
+        bar = _progress(progress, epochs, done)
+        starts: list = []  # the states the last two calls began with, for the divergence replay
         while done < epochs:
             starts = starts[-1:] + [state]
             start = time.perf_counter()
@@ -445,7 +447,8 @@ def _check_resume(checkpoint_dir, done: int, epochs: int, saved: dict | None, ru
             f"fit: {checkpoint_dir} holds a checkpoint at epoch {done}, past the "
             f"{epochs} epochs asked for; `epochs` is the run's total"
         )
-    differ = [k for k in run if saved is not None and k in saved and saved[k] != run[k]]
+    saved = saved or {}  # checkpoints from before this record hold none
+    differ = [k for k in run if k in saved and saved[k] != run[k]]
     if differ:
         said = ", ".join(f"{k}={saved[k]!r} there, {run[k]!r} here" for k in differ)
         raise ValueError(
