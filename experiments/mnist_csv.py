@@ -52,6 +52,7 @@ TUTORIAL_DEEP_TEST = dict(zip(range(0, 200, 10), [
     0.751, 0.763, 0.776, 0.791, 0.797, 0.804, 0.810, 0.813,
 ], strict=True))
 # fmt: on
+CURVE = {"accuracy": "train", "val_accuracy": "test"}  # fit's history key -> its data split
 
 
 def parse_args(argv=None):
@@ -148,61 +149,28 @@ def main(argv=None) -> dict:
             )
 
     same = (len(x), len(x_test), args.lr) == (ROWS - TEST_ROWS, TEST_ROWS, LR)
-    small, deep = results["784-20-10"], results["784-30-20-10"]
+    deep = results["784-30-20-10"]
     rows = []
     # fit's history["accuracy"][e] is the training batch accuracy before update e+1, i.e.
     # after e updates: the tutorial's print at epoch e. history["val_accuracy"][e] is
     # measured after update e+1: the tutorial's deep-net print at epoch e.
-    if args.epochs_small > 320:
-        rows.append(
-            ex.row(
-                "784-20-10",
-                "train acc, epoch 320",
-                [r["history"]["accuracy"][320] for r in small],
-                TUTORIAL_SMALL_TRAIN[320] if same else None,
+    for name, (_, epochs, tutorial, key) in configs.items():
+        runs, which, at = results[name], CURVE[key], max(tutorial)  # the tutorial's last print
+        if epochs > at:
+            values = [r["history"][key][at] for r in runs]
+            rows.append(
+                ex.row(name, f"{which} acc, epoch {at}", values, tutorial[at] if same else None)
             )
-        )
-    rows += [
-        ex.row(
-            "784-20-10",
-            f"train acc, end ({args.epochs_small} ep)",
-            [r["final"]["train"] for r in small],
-            None,
-            note="tutorial: not reported",
-        ),
-        ex.row(
-            "784-20-10",
-            f"test acc, end ({args.epochs_small} ep)",
-            [r["final"]["test"] for r in small],
-            None,
-            note="tutorial: not reported",
-        ),
-    ]
-    if args.epochs_deep > 190:
-        rows.append(
+        rows += [
             ex.row(
-                "784-30-20-10",
-                "test acc, epoch 190",
-                [r["history"]["val_accuracy"][190] for r in deep],
-                TUTORIAL_DEEP_TEST[190] if same else None,
+                name,
+                f"{split} acc, end ({epochs} ep)",
+                [r["final"][split] for r in runs],
+                None,
+                note="tutorial: not reported",
             )
-        )
-    rows += [
-        ex.row(
-            "784-30-20-10",
-            f"train acc, end ({args.epochs_deep} ep)",
-            [r["final"]["train"] for r in deep],
-            None,
-            note="tutorial: not reported",
-        ),
-        ex.row(
-            "784-30-20-10",
-            f"test acc, end ({args.epochs_deep} ep)",
-            [r["final"]["test"] for r in deep],
-            None,
-            note="tutorial: not reported",
-        ),
-    ]
+            for split in ("train", "test")
+        ]
     ex.print_table(
         f"Tutorial 003, MNIST CSV ({len(x)} train / {len(x_test)} test rows, "
         "full batch): ours vs tutorial",
@@ -212,7 +180,7 @@ def main(argv=None) -> dict:
     files = []
     for (name, (_, _, tutorial, key)), stem in zip(configs.items(), ("small", "deep"), strict=True):
         h = results[name][0]["history"]
-        which = "train" if key == "accuracy" else "test"  # the curve the tutorial printed
+        which = CURVE[key]  # the curve the tutorial printed
         lines = {}
         for r in results[name]:  # that curve for every seed: the spread the tutorial is in
             acc = np.asarray(r["history"][key]) * 100
