@@ -1,6 +1,6 @@
 """jnet: neural networks with hand-written forward and backward passes, on JAX."""
 
-from jnet import init as init
+from jnet import initializers as initializers
 from jnet.evaluation import accuracy as accuracy
 from jnet.evaluation import evaluate as evaluate
 from jnet.evaluation import predict as predict
@@ -8,6 +8,8 @@ from jnet.gradcheck import GradientCheckError as GradientCheckError
 from jnet.gradcheck import GradientReport as GradientReport
 from jnet.gradcheck import check_gradients as check_gradients
 from jnet.layers import Layer as Layer
+from jnet.layers import LayerError as LayerError
+from jnet.layers import init_with_state as init_with_state
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout
 from jnet.layers import flatten as flatten
@@ -21,8 +23,8 @@ from jnet.losses import mean_squared_error as mean_squared_error
 from jnet.losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jnet.losses import softmax_cross_entropy as softmax_cross_entropy
 from jnet.network import apply as apply
-from jnet.network import mlp as mlp
-from jnet.network import serial as serial
+from jnet.layers import mlp as mlp
+from jnet.layers import serial as serial
 from jnet.network import value_and_grad as value_and_grad
 from jnet.train import DivergenceError as DivergenceError
 from jnet.train import TrainState as TrainState

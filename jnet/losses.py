@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jnet.layers import check_float
+from jnet.layers.checks import check_float
 
 
 class Loss(NamedTuple):

@@ -111,7 +111,7 @@ def make_step(
         if not isinstance(batch, tuple | list) or len(batch) != 2:
             raise TypeError(f"step: batch must be a pair (x, y); got {type(batch).__name__}")
         x, y = batch
-        value, outputs, grads, _ = grads_fn(state.params, x, y, key=key)
+        value, outputs, grads, _, _ = grads_fn(state.params, x, y, key=key)
         if l2:
             value = value + l2 * l2_penalty(state.params)
             grads = _add_l2_grad(grads, state.params, l2)

@@ -48,22 +48,22 @@ CASES = {
     "serial feature size": (
         lambda x: jnet.apply(MLP)(MLP_PARAMS, x),
         (jnp.ones((4, 5)),),
-        [r"^serial\[0\]: dense\(4\): ", r"shape \(4, 5\)", r"expected \(\.\.\., 6\)"],
+        [r"^0:dense\(4\): ", r"shape \(4, 5\)", r"expected \(\.\.\., 6\)"],
     ),
     "serial deeper layer": (
         lambda x: jnet.apply(NESTED)(NESTED_PARAMS, x),
         (jnp.ones((4, 6)),),
-        [r"^serial\[1\]: serial\[1\]: dense\(3\): ", r"shape \(4, 4\)", r"expected \(\.\.\., 5\)"],
+        [r"^1/1:dense\(3\): ", r"shape \(4, 4\)", r"expected \(\.\.\., 5\)"],
     ),
     "serial uint8 input": (
         lambda x: jnet.apply(MLP)(MLP_PARAMS, x),
         (jnp.ones((4, 6), jnp.uint8),),
-        [r"^serial\[0\]: dense\(4\): ", r"floating-point", r"uint8"],
+        [r"^0:dense\(4\): ", r"floating-point", r"uint8"],
     ),
     "value_and_grad feature size": (
         lambda x, y: jnet.value_and_grad(MLP, jnet.mean_squared_error)(MLP_PARAMS, x, y),
         (jnp.ones((4, 5)), jnp.ones((4, 3))),
-        [r"^serial\[0\]: dense\(4\): ", r"shape \(4, 5\)", r"expected \(\.\.\., 6\)"],
+        [r"^0:dense\(4\): ", r"shape \(4, 5\)", r"expected \(\.\.\., 6\)"],
     ),
     "flatten(3) on 2-d": (
         lambda x: jnet.flatten(3).forward((), x)[0],
@@ -73,12 +73,12 @@ CASES = {
     "flatten on 1-d": (
         lambda x: jnet.flatten().forward((), x)[0],
         (jnp.ones(4),),
-        [r"^flatten: ", r"shape \(4,\)", r"expected at least 2 axes"],
+        [r"^flatten\(\): ", r"shape \(4,\)", r"expected at least 2 axes"],
     ),
     "relu int input": (
         lambda x: jnet.relu().forward((), x)[0],
         (jnp.ones((4, 6), jnp.int32),),
-        [r"^relu: ", r"floating-point", r"int32"],
+        [r"^relu\(\): ", r"floating-point", r"int32"],
     ),
     "softmax_cross_entropy float labels": (
         jnet.apply(jnet.softmax_cross_entropy),
@@ -130,13 +130,13 @@ def test_bad_input_raises_a_value_error_naming_it(case, jit):
     fn, args, patterns = CASES[case]
     with pytest.raises(ValueError) as e:
         (jax.jit(fn) if jit else fn)(*args)
-    assert type(e.value) is ValueError  # not an XLA runtime error, nor a subclass of one
+    assert type(e.value) in (ValueError, jnet.LayerError)  # not an XLA error, nor a subclass
     for pattern in patterns:
         assert re.search(pattern, str(e.value)), (pattern, str(e.value))
 
 
 def test_error_under_jax_grad_too():
-    with pytest.raises(ValueError, match=r"^serial\[0\]: dense\(4\)"):
+    with pytest.raises(ValueError, match=r"^0:dense\(4\)"):
         jax.jit(jax.grad(lambda p, x: jnet.apply(MLP)(p, x).sum()))(MLP_PARAMS, jnp.ones((2, 5)))
 
 
@@ -146,12 +146,12 @@ def test_dense_init_rejects_a_0d_input_shape():
 
 
 def test_serial_init_names_the_layer():
-    with pytest.raises(ValueError, match=r"^serial\[1\]: flatten\(3\): input has shape \(4, 6\)"):
+    with pytest.raises(ValueError, match=r"^1:flatten\(3\): input has shape \(4, 6\)"):
         jnet.serial(jnet.relu(), jnet.flatten(3)).init(jax.random.key(0), (4, 6))
 
 
 def test_serial_rejects_params_for_another_network():
-    with pytest.raises(ValueError, match=r"^serial: got params for 2 layers .* has 3"):
+    with pytest.raises(ValueError, match=r"^serial\(dense\(4\), relu\(\), dense\(3\)\): got params for 2 layers .* has 3"):
         MLP.forward(MLP_PARAMS[:2], jnp.ones((4, 6)))
 
 

@@ -417,7 +417,7 @@ def test_evaluate_binary_matches_numpy(target_shape):
 def test_overflow_in_the_last_update_is_divergence():
     x, y = blobs(64, 8)
     x = x * 100
-    net = jnet.serial(jnet.dense(3, float32(jnet.init.glorot_normal()), float32(jnet.init.zeros())))
+    net = jnet.serial(jnet.dense(3, float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())))
     optimizer = optax.sgd(1e37)
     state = jnet.init_state(net, optimizer, jax.random.key(0), (1, 8))
     new, metrics = jnet.make_step(net, CE, optimizer)(state, (x, y))

@@ -20,7 +20,7 @@ CE = jnet.softmax_cross_entropy
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-W, B = float32(jnet.init.glorot_normal()), float32(jnet.init.zeros())
+W, B = float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())
 # Dropout draws a fresh mask every step and adam carries moments: both must survive a resume.
 NET = jnet.serial(jnet.dense(16, W, B), jnet.relu(), jnet.dropout(0.2), jnet.dense(3, W, B))
 

@@ -19,7 +19,7 @@ CE, MSE = jnet.softmax_cross_entropy, jnet.mean_squared_error
 
 def tutorial_net(hidden: int = 512):
     """784-hidden-10 relu with the tutorials' `randn * 0.01` weights and zero biases."""
-    w, b = float32(jnet.init.normal(0.01)), float32(jnet.init.zeros())
+    w, b = float32(jnet.initializers.normal(0.01)), float32(jnet.initializers.zeros())
     return jnet.serial(jnet.dense(hidden, w, b), jnet.relu(), jnet.dense(10, w, b))
 
 
@@ -56,9 +56,9 @@ def test_tutorial_000_full_batch_gd_reaches_97_percent(mnist):
 def test_minibatch_adam_learns(mnist):
     (x, y), (x_test, y_test) = mnist
     net = jnet.serial(
-        jnet.dense(100, float32(jnet.init.glorot_normal()), float32(jnet.init.zeros())),
+        jnet.dense(100, float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())),
         jnet.relu(),
-        jnet.dense(10, float32(jnet.init.glorot_normal()), float32(jnet.init.zeros())),
+        jnet.dense(10, float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())),
     )
     params, history = jnet.fit(
         net,

@@ -121,7 +121,7 @@ def check_gradients(
     def value(p, x):
         return loss.forward(net.forward(p, x, key=key)[0], y)[0]
 
-    _, _, hand_p, hand_x = jax.jit(lambda p, x: loss_and_grads(net, loss)(p, x, y, key=key))(
+    _, _, hand_p, hand_x, _ = jax.jit(lambda p, x: loss_and_grads(net, loss)(p, x, y, key=key))(
         params, x
     )
     with_x = jnp.issubdtype(x.dtype, jnp.floating)

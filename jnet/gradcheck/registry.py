@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jnet import init as initializers
+from jnet import initializers
 from jnet import layers as L
 from jnet.gradcheck import GradientReport, check_gradients
 from jnet.layers import Layer, Shape
@@ -21,7 +21,7 @@ from jnet.losses import (
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
-from jnet.network import mlp, serial
+from jnet.layers import mlp, serial
 
 
 def _labels(key, out_shape, dtype):

@@ -1,4 +1,4 @@
-"""Layers: a `Layer` is three pure functions, each with a hand-written backward pass.
+"""Core layers: dense, the activations, flatten and dropout, each with a hand-written backward.
 
 Every backward works over any leading axes, so the same code serves `(N, D)` batches
 and the per-example `(D,)` shapes it sees under `jax.vmap`. Shapes and dtypes are
@@ -9,45 +9,14 @@ layer, never an XLA error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jnet import init as initializers
-
-Params = Any
-Cache = Any
-Shape = tuple[int, ...]
-
-
-class Layer(NamedTuple):
-    """Three pure functions, named (cf. `optax.GradientTransformation`).
-
-    Attributes:
-      init: `(key, input_shape) -> (output_shape, params)`; `input_shape` has a
-        leading batch dimension of any size.
-      forward: `(params, x, *, key=None) -> (y, cache)`; `key=None` means inference.
-      backward: `(params, cache, dy) -> (dparams, dx)`; `dparams` has the pytree
-        structure of `params`, `dx` the shape of `x`.
-    """
-
-    init: Callable[[jax.Array, Shape], tuple[Shape, Params]]
-    forward: Callable[..., tuple[jax.Array, Cache]]
-    backward: Callable[[Params, Cache, jax.Array], tuple[Params, jax.Array]]
-
-
-def check_float(name: str, x: jax.Array, what: str = "input") -> None:
-    """Raises a ValueError naming `name` unless `x` is a floating-point array."""
-    if not hasattr(x, "dtype"):  # a list would reach XLA as a wall of numbers
-        raise ValueError(
-            f"{name}: {what} must be an array; got {type(x).__name__} (jnp.asarray it first)"
-        )
-    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-        raise ValueError(
-            f"{name}: {what} must be a floating-point array; got dtype {jnp.result_type(x)} "
-            f"with shape {jnp.shape(x)} (convert it, e.g. x.astype('float32') / 255)"
-        )
+from jnet import initializers
+from jnet.layers.base import Layer
+from jnet.layers.checks import check_float, param_dict
 
 
 def _elementwise(name: str, fn: Callable, grad: Callable) -> Layer:
@@ -65,12 +34,12 @@ def _elementwise(name: str, fn: Callable, grad: Callable) -> Layer:
         x, y = cache
         return (), grad(x, y, dy)
 
-    return Layer(init, forward, backward)
+    return Layer(init, forward, backward, name)
 
 
 def relu() -> Layer:
     """max(x, 0); its gradient at exactly 0 is taken as 0 (as `jax.nn.relu`)."""
-    return _elementwise("relu", jax.nn.relu, lambda x, y, dy: jnp.where(x > 0, dy, 0))
+    return _elementwise("relu()", jax.nn.relu, lambda x, y, dy: jnp.where(x > 0, dy, 0))
 
 
 def leaky_relu(alpha: float = 0.01) -> Layer:
@@ -84,12 +53,12 @@ def leaky_relu(alpha: float = 0.01) -> Layer:
 
 def sigmoid() -> Layer:
     """1 / (1 + exp(-x)); backward uses the output: dy * y * (1 - y)."""
-    return _elementwise("sigmoid", jax.nn.sigmoid, lambda x, y, dy: dy * y * (1 - y))
+    return _elementwise("sigmoid()", jax.nn.sigmoid, lambda x, y, dy: dy * y * (1 - y))
 
 
 def tanh() -> Layer:
     """tanh(x); backward uses the output: dy * (1 - y**2)."""
-    return _elementwise("tanh", jnp.tanh, lambda x, y, dy: dy * (1 - y * y))
+    return _elementwise("tanh()", jnp.tanh, lambda x, y, dy: dy * (1 - y * y))
 
 
 def softmax() -> Layer:
@@ -98,7 +67,7 @@ def softmax() -> Layer:
     def grad(x, y, dy):
         return y * (dy - jnp.sum(dy * y, axis=-1, keepdims=True))
 
-    return _elementwise("softmax", lambda x: jax.nn.softmax(x, axis=-1), grad)
+    return _elementwise("softmax()", lambda x: jax.nn.softmax(x, axis=-1), grad)
 
 
 def dense(
@@ -167,13 +136,11 @@ def dense(
         dx = jnp.matmul(dyc, w.T.astype(compute_dtype), preferred_element_type=dy.dtype)
         return {"w": dw, "b": dy2.sum(0)}, dx
 
-    return Layer(init, forward, backward)
+    return Layer(init, forward, backward, name)
 
 
 def _weights(name: str, params: Any) -> tuple[jax.Array, jax.Array]:
-    if not isinstance(params, dict) or set(params) != {"w", "b"}:
-        got = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f"{name}: params must be a dict with 'w' and 'b'; got {got}")
+    params = param_dict(name, params, {"w", "b"})
     return params["w"], params["b"]
 
 
@@ -187,7 +154,7 @@ def flatten(ndim: int | None = None) -> Layer:
     """
     if ndim is not None and (isinstance(ndim, bool) or not isinstance(ndim, int) or ndim < 1):
         raise ValueError(f"flatten: ndim is how many trailing axes to merge, >= 1; got {ndim}")
-    name = "flatten" if ndim is None else f"flatten({ndim})"
+    name = "flatten()" if ndim is None else f"flatten({ndim})"
     need = 2 if ndim is None else ndim  # default: a batch axis plus at least one to merge
 
     def merged(shape):
@@ -211,7 +178,7 @@ def flatten(ndim: int | None = None) -> Layer:
     def backward(params, x, dy):
         return (), dy.reshape(x.shape)
 
-    return Layer(init, forward, backward)
+    return Layer(init, forward, backward, name)
 
 
 def dropout(rate: float) -> Layer:
@@ -240,4 +207,4 @@ def dropout(rate: float) -> Layer:
     def backward(params, scale, dy):
         return (), dy if scale is None else dy * scale
 
-    return Layer(init, forward, backward)
+    return Layer(init, forward, backward, name)

@@ -2,11 +2,13 @@
 
 Plain (untruncated) normals, as the tutorials draw them with `np.random.randn`;
 `jax.nn.initializers` truncates its Glorot/He normals, which would not reproduce them.
-A weight matrix has shape `(fan_in, fan_out)`.
+A dense weight has shape `(fan_in, fan_out)`; a convolution kernel `(kh, kw, in, out)` (HWIO),
+whose fans count the receptive field: fan_in = kh * kw * in, fan_out = kh * kw * out.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -20,7 +22,8 @@ def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
         raise ValueError(
             f"fan-based initializers need a weight shape (fan_in, fan_out); got {shape}"
         )
-    return shape[0], shape[-1]
+    receptive = math.prod(shape[:-2])  # 1 for a dense matrix
+    return receptive * shape[-2], receptive * shape[-1]
 
 
 def zeros() -> Initializer:

@@ -1,0 +1,27 @@
+"""Layers by family. Each module is one family; all share the `Layer` contract in `base`.
+
+- `base`: the `Layer` NamedTuple and the stateful/stateless calling helpers.
+- `checks`: input checks the families share (float dtype, axes, feature counts).
+- `core`: dense, the activations, flatten, dropout.
+- `combinators`: serial and mlp (layers made of layers) and the `<index>:<name>` addresses.
+"""
+
+from jnet.layers.base import Cache as Cache
+from jnet.layers.base import Layer as Layer
+from jnet.layers.base import Params as Params
+from jnet.layers.base import Shape as Shape
+from jnet.layers.base import State as State
+from jnet.layers.base import forward_with_state as forward_with_state
+from jnet.layers.base import init_with_state as init_with_state
+from jnet.layers.checks import check_float as check_float
+from jnet.layers.combinators import LayerError as LayerError
+from jnet.layers.combinators import mlp as mlp
+from jnet.layers.combinators import serial as serial
+from jnet.layers.core import dense as dense
+from jnet.layers.core import dropout as dropout
+from jnet.layers.core import flatten as flatten
+from jnet.layers.core import leaky_relu as leaky_relu
+from jnet.layers.core import relu as relu
+from jnet.layers.core import sigmoid as sigmoid
+from jnet.layers.core import softmax as softmax
+from jnet.layers.core import tanh as tanh

@@ -1,0 +1,74 @@
+"""The `Layer` contract: three pure functions and a name, optionally with state.
+
+A stateless layer (the usual case):
+  init(key, input_shape) -> (output_shape, params)
+  forward(params, x, *, key=None) -> (y, cache)
+  backward(params, cache, dy) -> (dparams, dx)
+
+A stateful layer (`stateful=True`, e.g. batch norm's running statistics) has state that
+training updates but no optimizer touches:
+  init(key, input_shape) -> (output_shape, params, state)
+  forward(params, x, *, key=None, state) -> (y, cache, new_state)
+  backward is the same; state gets no gradient.
+
+`init_with_state` and `forward_with_state` call either kind the stateful way (a stateless
+layer's state is `()`), so combinators and the training engine need one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+Params = Any
+Cache = Any
+State = Any
+Shape = tuple[int, ...]
+
+
+class Layer(NamedTuple):
+    """Three pure functions and a name (cf. `optax.GradientTransformation`).
+
+    Attributes:
+      init: `(key, input_shape) -> (output_shape, params)`; `input_shape` has a
+        leading batch dimension of any size. Stateful: `-> (output_shape, params, state)`.
+      forward: `(params, x, *, key=None) -> (y, cache)`; `key=None` means inference.
+        Stateful: `(params, x, *, key=None, state) -> (y, cache, new_state)`.
+      backward: `(params, cache, dy) -> (dparams, dx)`; `dparams` has the pytree
+        structure of `params`, `dx` the shape and dtype of `x`.
+      name: shown by `repr`, in error messages, gradient reports and `jnet.summary`;
+        built-in factories name a layer after their call, e.g. `dense(512)`.
+      stateful: whether `init` and `forward` carry state (see the module docstring).
+      children: the layers a combinator is built from, in the order of its params
+        (empty for a plain layer); `summary` and the gradient checker walk them.
+    """
+
+    init: Callable[..., tuple]
+    forward: Callable[..., tuple]
+    backward: Callable[[Params, Cache, jax.Array], tuple[Params, jax.Array]]
+    name: str = "layer"
+    stateful: bool = False
+    children: tuple[Layer, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name})"
+
+
+def init_with_state(layer: Layer, key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
+    """`(output_shape, params, state)` for any layer; a stateless layer's state is `()`."""
+    if layer.stateful:
+        return layer.init(key, tuple(input_shape))
+    out_shape, params = layer.init(key, tuple(input_shape))
+    return out_shape, params, ()
+
+
+def forward_with_state(
+    layer: Layer, params: Params, x: jax.Array, *, key: Any = None, state: State = ()
+) -> tuple[jax.Array, Cache, State]:
+    """`(y, cache, new_state)` for any layer; a stateless layer passes `state` through."""
+    if layer.stateful:
+        return layer.forward(params, x, key=key, state=state)
+    y, cache = layer.forward(params, x, key=key)
+    return y, cache, state

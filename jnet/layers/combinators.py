@@ -1,0 +1,152 @@
+"""Combinators: layers made of layers. `serial` chains them; `mlp` builds the usual stack.
+
+A combinator is itself a `Layer`, so networks nest, and its backward is the chain of its
+children's hand-written backwards. Inside a combinator a child is addressed as
+`<index>:<name>` (e.g. `2:dense(10)`), nested addresses join with "/" (`1/0:dense(8)`):
+error messages, gradient reports and `jnet.summary` all use that address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+from jnet.layers.base import Layer, forward_with_state, init_with_state
+from jnet.layers.core import dense, dropout, relu
+
+
+class LayerError(ValueError):
+    """A ValueError raised inside a combinator, carrying the failing child's address.
+
+    Attributes:
+      path: child indices from the outermost combinator down, e.g. `(1, 0)`.
+      layer_name: the failing layer's name, e.g. `"dense(8)"`.
+      problem: what went wrong, without the address.
+    """
+
+    def __init__(self, path: tuple[int, ...], layer_name: str, problem: str):
+        self.path, self.layer_name, self.problem = path, layer_name, problem
+        super().__init__(f"{address(path, layer_name)}: {problem}")
+
+
+def address(path: Sequence[int], name: str) -> str:
+    """`"1/0:dense(8)"` for path (1, 0) and name "dense(8)"."""
+    return "/".join(str(i) for i in path) + f":{name}"
+
+
+def at(index: int, layer: Layer, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Calls `fn` (a method of child `index`), re-raising its ValueError with the address."""
+    try:
+        return fn(*args, **kwargs)
+    except LayerError as e:  # from a nested combinator: prepend our index
+        raise LayerError((index, *e.path), e.layer_name, e.problem) from None
+    except ValueError as e:
+        problem = str(e)
+        prefix = f"{layer.name}: "
+        if problem.startswith(prefix):  # the layer named itself: say it once
+            problem = problem[len(prefix) :]
+        raise LayerError((index,), layer.name, problem) from None
+
+
+def check_layers(where: str, layers: Sequence[Any]) -> None:
+    """Raises a TypeError naming the first argument that is not a `Layer`."""
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            hint = " (call the factory: dense(10), relu())" if callable(layer) else ""
+            raise TypeError(
+                f"{where}: argument {i} must be a jnet.Layer; got {type(layer).__name__}"
+                f" {getattr(layer, '__name__', '')}".rstrip()
+                + hint
+            )
+
+
+def _split(key, n):
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+def serial(*layers: Layer, name: str | None = None) -> Layer:
+    """Chains layers: `serial(dense(512), relu(), dense(10))`. `serial()` is the identity.
+
+    Params, caches and state are tuples with one entry per layer; one key is split among
+    them. The result is stateful if any child is (its state: one entry per child, `()` for
+    stateless ones). A ValueError raised by a child is re-raised as a `LayerError`
+    addressed `<index>:<name>`, e.g. `2:dense(10): input has shape ...`.
+    """
+    check_layers("serial", layers)
+    stateful = any(layer.stateful for layer in layers)
+    if name is None:
+        name = "serial(" + ", ".join(layer.name for layer in layers) + ")"
+
+    def init(key, input_shape):
+        params, states = [], []
+        shape = tuple(input_shape)
+        keys = jax.random.split(key, max(len(layers), 1))[: len(layers)]
+        for i, (layer, k) in enumerate(zip(layers, keys, strict=True)):
+            shape, p, s = at(i, layer, init_with_state, layer, k, shape)
+            params.append(p)
+            states.append(s)
+        if stateful:
+            return shape, tuple(params), tuple(states)
+        return shape, tuple(params)
+
+    def run(params, x, key, state):
+        if not isinstance(params, tuple | list) or len(params) != len(layers):
+            got = len(params) if isinstance(params, tuple | list) else type(params).__name__
+            raise ValueError(f"{name}: got params for {got} layers but it has {len(layers)}")
+        caches, states = [], []
+        for i, (layer, p, k, s) in enumerate(
+            zip(layers, params, _split(key, len(layers)), state, strict=True)
+        ):
+            x, cache, s = at(i, layer, forward_with_state, layer, p, x, key=k, state=s)
+            caches.append(cache)
+            states.append(s)
+        return x, tuple(caches), tuple(states)
+
+    def forward(params, x, *, key=None):
+        y, caches, _ = run(params, x, key, ((),) * len(layers))
+        return y, caches
+
+    def forward_stateful(params, x, *, key=None, state):
+        if not isinstance(state, tuple) or len(state) != len(layers):
+            raise ValueError(f"{name}: state must be a tuple with one entry per layer")
+        return run(params, x, key, state)
+
+    def backward(params, caches, dy):
+        grads = [None] * len(layers)
+        for i in reversed(range(len(layers))):
+            grads[i], dy = layers[i].backward(params[i], caches[i], dy)
+        return tuple(grads), dy
+
+    return Layer(
+        init, forward_stateful if stateful else forward, backward, name, stateful, tuple(layers)
+    )
+
+
+def mlp(
+    sizes: Sequence[int],
+    activation: Callable[[], Layer] = relu,
+    *,
+    dropout_rate: float = 0.0,
+    **dense_kwargs: Any,
+) -> Layer:
+    """`dense, activation, [dropout], ..., dense`: a multilayer perceptron.
+
+    Args:
+      sizes: the widths of the dense layers; the last is the output (logits).
+      activation: factory of the hidden activation, e.g. `jnet.tanh`.
+      dropout_rate: if > 0, a `dropout` after every hidden activation.
+      **dense_kwargs: passed to every `dense` (`w_init`, `b_init`, `compute_dtype`).
+
+    Example: `mlp([512, 10], w_init=jnet.initializers.normal(0.01),
+    b_init=jnet.initializers.normal(0.01))` is tutorial 000's 784-512-10.
+    """
+    if isinstance(sizes, int) or not len(sizes):
+        raise ValueError(f"mlp: sizes is a list of layer widths, e.g. [512, 10]; got {sizes!r}")
+    layers = []
+    for n in sizes[:-1]:
+        layers += [dense(n, **dense_kwargs), activation()]
+        if dropout_rate:
+            layers.append(dropout(dropout_rate))
+    return serial(*layers, dense(sizes[-1], **dense_kwargs))
