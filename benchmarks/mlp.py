@@ -225,7 +225,7 @@ def floor_impl(task: Task, net, params, x, y, key) -> Impl:
 
     def step(carry, batch):
         p, s, loss_sum = carry
-        value, _, grads, _ = grads_fn(p, *batch)
+        value, _, grads, _, _ = grads_fn(p, *batch)
         updates, s = opt.update(grads, s, p)
         return (optax.apply_updates(p, updates), s, loss_sum + value), None
 

@@ -115,9 +115,9 @@ def parse_args(argv=None):
 
 def network(cfg: dict[str, Any]) -> jnet.Layer:
     if cfg["init"] == "randn*0.01":
-        init = jnet.init.normal(0.01)
+        init = jnet.initializers.normal(0.01)
     else:
-        init = jnet.init.lecun_normal()  # randn / sqrt(fan_in)
+        init = jnet.initializers.lecun_normal()  # randn / sqrt(fan_in)
     act = {"tanh": jnet.tanh, "relu": jnet.relu}[cfg["activation"]]
     return jnet.mlp([*cfg["hidden"], 1], act, w_init=init)
 

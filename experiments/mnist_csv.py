@@ -90,7 +90,7 @@ def parse_args(argv=None):
 
 
 def network(*hidden: int) -> jnet.Layer:
-    init = jnet.init.uniform(-0.5, 0.5)  # tutorial: np.random.rand(...) - 0.5, w and b
+    init = jnet.initializers.uniform(-0.5, 0.5)  # tutorial: np.random.rand(...) - 0.5, w and b
     return jnet.mlp([*hidden, 10], w_init=init, b_init=init)
 
 

@@ -139,7 +139,7 @@ def configs(args) -> dict[str, dict[str, Any]]:
 
 
 def network(cfg: dict[str, Any]) -> jnet.Layer:
-    init = getattr(jnet.init, cfg["init"])()
+    init = getattr(jnet.initializers, cfg["init"])()
     layers = []
     drop_in, drop_hidden = cfg["dropout"] or (0.0, 0.0)
     if drop_in:

@@ -61,7 +61,7 @@ def parse_args(argv=None):
 
 
 def network(hidden: int) -> jnet.Layer:
-    init = jnet.init.normal(INIT_STD)
+    init = jnet.initializers.normal(INIT_STD)
     return jnet.serial(jnet.dense(hidden, init, init), jnet.relu(), jnet.dense(10, init, init))
 
 

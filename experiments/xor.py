@@ -50,7 +50,7 @@ def parse_args(argv=None):
 
 
 def network() -> jnet.Layer:
-    u01 = jnet.init.uniform(0.0, 1.0)  # tutorial: np.random.uniform(size=...)
+    u01 = jnet.initializers.uniform(0.0, 1.0)  # tutorial: np.random.uniform(size=...)
     return jnet.serial(jnet.dense(HIDDEN, u01), jnet.sigmoid(), jnet.dense(1, u01))
 
 
