@@ -9,12 +9,14 @@ from jnet.gradcheck import GradientReport as GradientReport
 from jnet.gradcheck import check_gradients as check_gradients
 from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError
-from jnet.layers import init_with_state as init_with_state
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout
 from jnet.layers import flatten as flatten
+from jnet.layers import init_with_state as init_with_state
 from jnet.layers import leaky_relu as leaky_relu
+from jnet.layers import mlp as mlp
 from jnet.layers import relu as relu
+from jnet.layers import serial as serial
 from jnet.layers import sigmoid as sigmoid
 from jnet.layers import softmax as softmax
 from jnet.layers import tanh as tanh
@@ -23,8 +25,6 @@ from jnet.losses import mean_squared_error as mean_squared_error
 from jnet.losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jnet.losses import softmax_cross_entropy as softmax_cross_entropy
 from jnet.network import apply as apply
-from jnet.layers import mlp as mlp
-from jnet.layers import serial as serial
 from jnet.network import value_and_grad as value_and_grad
 from jnet.train import DivergenceError as DivergenceError
 from jnet.train import TrainState as TrainState

@@ -151,7 +151,8 @@ def test_serial_init_names_the_layer():
 
 
 def test_serial_rejects_params_for_another_network():
-    with pytest.raises(ValueError, match=r"^serial\(dense\(4\), relu\(\), dense\(3\)\): got params for 2 layers .* has 3"):
+    name = r"^serial\(dense\(4\), relu\(\), dense\(3\)\)"
+    with pytest.raises(ValueError, match=name + r": got params for 2 layers .* has 3"):
         MLP.forward(MLP_PARAMS[:2], jnp.ones((4, 6)))
 
 

@@ -20,6 +20,8 @@ CE, BCE, MSE = (
     jnet.mean_squared_error,
 )
 
+GLOROT, ZEROS = float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())
+
 
 def blobs(n: int = 120, d: int = 8, classes: int = 3, seed: int = 0):
     """Separable-ish float32 clusters: x (n, d), integer labels (n,)."""
@@ -417,7 +419,7 @@ def test_evaluate_binary_matches_numpy(target_shape):
 def test_overflow_in_the_last_update_is_divergence():
     x, y = blobs(64, 8)
     x = x * 100
-    net = jnet.serial(jnet.dense(3, float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())))
+    net = jnet.serial(jnet.dense(3, GLOROT, ZEROS))
     optimizer = optax.sgd(1e37)
     state = jnet.init_state(net, optimizer, jax.random.key(0), (1, 8))
     new, metrics = jnet.make_step(net, CE, optimizer)(state, (x, y))

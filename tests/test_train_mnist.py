@@ -16,10 +16,12 @@ from jnet.checkpoint import Checkpointer
 
 CE, MSE = jnet.softmax_cross_entropy, jnet.mean_squared_error
 
+GLOROT, ZEROS = float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())
+
 
 def tutorial_net(hidden: int = 512):
     """784-hidden-10 relu with the tutorials' `randn * 0.01` weights and zero biases."""
-    w, b = float32(jnet.initializers.normal(0.01)), float32(jnet.initializers.zeros())
+    w, b = float32(jnet.initializers.normal(0.01)), ZEROS
     return jnet.serial(jnet.dense(hidden, w, b), jnet.relu(), jnet.dense(10, w, b))
 
 
@@ -56,9 +58,9 @@ def test_tutorial_000_full_batch_gd_reaches_97_percent(mnist):
 def test_minibatch_adam_learns(mnist):
     (x, y), (x_test, y_test) = mnist
     net = jnet.serial(
-        jnet.dense(100, float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())),
+        jnet.dense(100, GLOROT, ZEROS),
         jnet.relu(),
-        jnet.dense(10, float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())),
+        jnet.dense(10, GLOROT, ZEROS),
     )
     params, history = jnet.fit(
         net,

@@ -5,8 +5,7 @@ new layer gets every check by adding one line to `CASES`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -14,40 +13,17 @@ import jax.numpy as jnp
 from jnet import initializers
 from jnet import layers as L
 from jnet.gradcheck import GradientReport, check_gradients
-from jnet.layers import Layer, Shape
+from jnet.gradcheck.case import Case
+from jnet.gradcheck.case import binary as _binary
+from jnet.gradcheck.case import labels as _labels
+from jnet.gradcheck.case import onehot as _onehot
+from jnet.gradcheck.case import regression as _regression
+from jnet.layers import mlp, serial
 from jnet.losses import (
-    Loss,
     mean_squared_error,
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
-from jnet.layers import mlp, serial
-
-
-def _labels(key, out_shape, dtype):
-    return jax.random.randint(key, out_shape[:-1], 0, out_shape[-1])
-
-
-def _onehot(key, out_shape, dtype):
-    return jax.nn.one_hot(_labels(key, out_shape, dtype), out_shape[-1], dtype=dtype)
-
-
-def _binary(key, out_shape, dtype):
-    return jax.random.bernoulli(key, 0.5, out_shape[:1]).astype(dtype)  # (N,), outputs (N, 1)
-
-
-def _regression(key, out_shape, dtype):
-    return jax.random.normal(key, out_shape, dtype)
-
-
-class Case(NamedTuple):
-    """A network, its loss, an input shape and how to draw targets for its outputs."""
-
-    net: Callable[[], Layer]
-    loss: Loss
-    input_shape: Shape
-    targets: Callable[[jax.Array, Shape, Any], jax.Array]
-    uses_key: bool = False  # pass a dropout key to forward
 
 
 def _mlp(sizes, activation):

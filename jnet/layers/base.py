@@ -56,7 +56,9 @@ class Layer(NamedTuple):
         return f"Layer({self.name})"
 
 
-def init_with_state(layer: Layer, key: jax.Array, input_shape: Shape) -> tuple[Shape, Params, State]:
+def init_with_state(
+    layer: Layer, key: jax.Array, input_shape: Shape
+) -> tuple[Shape, Params, State]:
     """`(output_shape, params, state)` for any layer; a stateless layer's state is `()`."""
     if layer.stateful:
         return layer.init(key, tuple(input_shape))
