@@ -53,7 +53,7 @@ from jnet.train import (
     FULL_BATCH_EPOCHS_PER_CALL,
     NO_STOP,
     TrainState,
-    _epochs_per_call,
+    epochs_per_call,
     make_epochs,
 )
 
@@ -143,7 +143,7 @@ def jnet_impl(name: str, task: Task, net, params, x, y, key) -> Impl:
     """
     opt = sgd_per_layer(task)
     limit = FULL_BATCH_EPOCHS_PER_CALL if task.batch_size is None else 1
-    per_call = _epochs_per_call(task.epochs, limit, None, 0)
+    per_call = epochs_per_call(task.epochs, limit, None, 0)
     engine = make_epochs(
         net,
         jnet.softmax_cross_entropy,
@@ -159,7 +159,7 @@ def jnet_impl(name: str, task: Task, net, params, x, y, key) -> Impl:
     def run():
         current, losses = state, []
         for _ in range(task.epochs // per_call):
-            current, bad_step, metrics = compiled(current, x, y, None, stop)
+            current, (bad_step, _), metrics = compiled(current, x, y, None, stop)
             call_losses, bad = jax.device_get((metrics["loss"], bad_step))  # as fit does
             if bad >= 0:
                 raise FloatingPointError(f"{name}: loss diverged at step {bad}")
