@@ -11,6 +11,7 @@ import numpy as np
 
 from jnet import arguments
 from jnet.layers import Layer, Params, State, forward_with_state
+from jnet.layers.checks import BackwardError
 from jnet.losses import Loss, default_accuracy, finite_targets
 
 
@@ -170,6 +171,8 @@ def validate_data(
     try:
         out = jax.eval_shape(lambda p, x, s: _outputs(net, p, x, s), params, x_abstract, state)
     except ValueError as e:
+        if isinstance(e, BackwardError) or getattr(e, "in_backward", False):
+            raise ValueError(f"{where}: {e}") from None  # the layer's fault, not the data's
         raise ValueError(
             f"{where}: x of shape {x_np.shape} does not fit the network: {e}"
         ) from None
