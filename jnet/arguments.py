@@ -107,3 +107,10 @@ def _describe(value: Any) -> str:
         return f"an array of shape {np.shape(value)} and dtype {value.dtype}"
     text = repr(value)
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def non_negative(where: str, name: str, value: Any) -> float:
+    """`value` as a float if it is a finite real number >= 0; else a ValueError naming it."""
+    if not _is_real_scalar(value) or not np.isfinite(float(value)) or float(value) < 0:
+        raise ValueError(f"{where}: {name} must be a finite number >= 0; got {_describe(value)}")
+    return float(value)

@@ -181,7 +181,7 @@ def process(out: pathlib.Path, data_dir: str) -> None:
     state = train.init_state(NET, optax.adam(1e-2), jax.random.key(0), (1, 784))
     if mesh is not None:
         state = parallel.put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    ckpt = Checkpointer(ckpt_dir)
+    ckpt = Checkpointer(ckpt_dir, lock=False)  # an inspection while the folder is idle
     epoch, restored, meta = ckpt.restore_latest(state)
     ckpt.close()
     arrays |= flat("restored", restored.params)

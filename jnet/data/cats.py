@@ -54,8 +54,11 @@ def read_cat_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.
         raise file_error(path, f"{split}_set_y is {y.dtype} {y.shape}, expected integers (N,)")
     if len(x) != len(y):
         raise file_error(path, f"{len(x)} images but {len(y)} labels in {split}_set_x/_y")
-    if len(classes) != 2 or not np.isin(y, (0, 1)).all():
-        raise file_error(path, f"expected labels 0/1 and 2 classes, got classes {classes}")
+    if len(classes) != 2:
+        raise file_error(path, f"expected 2 classes in list_classes, got {classes}")
+    if not np.isin(y, (0, 1)).all():
+        bad = sorted(set(np.unique(y).tolist()) - {0, 1})
+        raise file_error(path, f"{split}_set_y holds labels {bad[:5]}; expected only 0 and 1")
     return x, y.astype(np.int64), classes
 
 

@@ -72,7 +72,8 @@ def check_backward(name: str, backward: Any, params: Any, x: Any, cache: Any, y:
     """Traces `backward(params, cache, dy)` abstractly (no compute, nothing added to the
     program) and checks what it returns: `dparams` with the structure, shapes and dtypes
     of `params`, `dx` with those of `x` (leaves of `x` that are not floating point, such
-    as an integer mask, may get anything, None included). Raises a ValueError naming the
+    as an integer mask, may get anything, None included). Mixed precision is allowed:
+    a gradient may come in its leaf's dtype promoted with dy's. Raises a ValueError naming the
     layer, what was expected and what came back."""
     out = jax.eval_shape(backward, params, cache, y)
     if not isinstance(out, tuple | list) or len(out) != 2:
@@ -80,11 +81,14 @@ def check_backward(name: str, backward: Any, params: Any, x: Any, cache: Any, y:
             type(out).__name__
         )
         raise BackwardError(f"{name}: backward must return a pair (dparams, dx); got {got}")
-    _same_layout(name, "dparams", out[0], params, "params")
-    _same_layout(name, "dx", out[1], x, "the input x")
+    dy_dtype = jnp.result_type(*jax.tree.leaves(y)) if jax.tree.leaves(y) else None
+    _same_layout(name, "dparams", out[0], params, "params", dy_dtype)
+    _same_layout(name, "dx", out[1], x, "the input x", dy_dtype)
 
 
-def _same_layout(name: str, what: str, got: Any, want: Any, of: str) -> None:
+def _same_layout(name: str, what: str, got: Any, want: Any, of: str, dy_dtype: Any) -> None:
+    """Same structure and shapes; each dtype that of `want`'s leaf or, as with mixed
+    precision, its promotion with the output gradient's dtype (float32 x, float64 w)."""
     treedef = jax.tree.structure(want)
     try:
         got_leaves = treedef.flatten_up_to(got)
@@ -97,7 +101,10 @@ def _same_layout(name: str, what: str, got: Any, want: Any, of: str) -> None:
         if not jnp.issubdtype(jnp.result_type(w), jnp.inexact):
             continue  # an integer or bool input gets no gradient to check
         where = what + jax.tree_util.keystr(path)
-        if g is None or jnp.shape(g) != jnp.shape(w) or jnp.result_type(g) != jnp.result_type(w):
+        dtypes = {jnp.result_type(w)}
+        if dy_dtype is not None:
+            dtypes.add(jnp.promote_types(jnp.result_type(w), dy_dtype))
+        if g is None or jnp.shape(g) != jnp.shape(w) or jnp.result_type(g) not in dtypes:
             shown = "None" if g is None else f"shape {jnp.shape(g)} and dtype {jnp.result_type(g)}"
             raise BackwardError(
                 f"{name}: backward returned {where} of {shown}; expected shape "

@@ -15,8 +15,8 @@ from jnet.train.epochs import NO_STOP as NO_STOP
 from jnet.train.epochs import Epochs as Epochs
 from jnet.train.epochs import epochs_per_call as epochs_per_call
 from jnet.train.epochs import make_epochs as make_epochs
-from jnet.train.fit import RunSettings as RunSettings
 from jnet.train.fit import fit as fit
+from jnet.train.identity import RunSettings as RunSettings
 from jnet.train.per_layer import per_layer as per_layer
 from jnet.train.state import DivergenceError as DivergenceError
 from jnet.train.state import TrainState as TrainState

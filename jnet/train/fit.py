@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import sys
 import time
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,17 +29,16 @@ from jnet.train.epochs import (
 )
 from jnet.train.history import MetricsLog, new_history, postfix, record
 from jnet.train.history import progress as progress_bar
+from jnet.train.identity import (
+    RunSettings,
+    check_allowed,
+    describe_change,
+    describe_optimizer,
+    differences,
+    learning_rates,
+)
 from jnet.train.state import init_state
 from jnet.train.step import DecayMask
-
-
-class RunSettings(NamedTuple):
-    """What a checkpoint must share with a `fit` call to be its continuation."""
-
-    batch_size: int | None
-    num_examples: int
-    l2: float
-    validation: bool
 
 
 def fit(
@@ -57,6 +59,7 @@ def fit(
     checkpoint_dir: str | None = None,
     checkpoint_every: int | None = None,
     epochs_per_call: int | None = None,
+    allow_changes: Iterable[str] = (),
     log_dir: str | None = None,
     progress: bool = True,
     eval_batch_size: int = 10_000,
@@ -83,6 +86,11 @@ def fit(
         once per call); default 1 for minibatches, 100 for full batch. The count used
         is `jnet.train.epochs_per_call(...)`: it divides every call of the run, so the run
         compiles once.
+      allow_changes: settings a resume may change, e.g. `{"optimizer"}` to continue a
+        checkpointed run with a new learning rate. By default a resume whose network,
+        loss, optimizer (its readable hyper-parameters), batch size, data size, l2,
+        validation or augmentation differ from the checkpoint's is refused, naming what
+        changed. The checkpoint folder is locked while `fit` runs.
       log_dir: append one JSON object an epoch (epoch, loss, accuracy, validation
         figures, seconds) to `<log_dir>/metrics.jsonl`, after every call.
       mesh: a `jax.sharding.Mesh` with a "data" axis: shard every batch along it.
@@ -108,6 +116,8 @@ def fit(
         arguments.positive_int("fit", name, value, optional=True)
     if validation is not None:
         arguments.pair("fit", "validation", validation)
+    l2 = arguments.non_negative("fit", "l2 (the weight-decay factor)", l2)
+    allowed = check_allowed(allow_changes)
     init_key, run_key = jax.random.split(key)
     x_shape = np.shape(x)
     state = init_state(net, optimizer, init_key, (1,) + tuple(x_shape[1:]), params)
@@ -118,6 +128,13 @@ def fit(
             net, loss, state.params, *validation, "fit(validation)", state=state.model_state
         )
     state = state._replace(key=run_key)
+    hyper = describe_optimizer(optimizer, state.opt_state)
+    bad_rates = [r for r in learning_rates(hyper) if not math.isfinite(r) or r < 0]
+    if bad_rates:
+        raise ValueError(
+            f"fit: the optimizer's learning rate is {bad_rates[0]:g}; it must be finite and "
+            ">= 0 (a negative rate climbs the loss)"
+        )
 
     from jnet import parallel  # mesh placement lives with the sharding code
 
@@ -126,7 +143,10 @@ def fit(
     )
     history = new_history(validation is not None)
     done = 0
-    settings = RunSettings(batch_size, int(x.shape[0]), float(l2), validation is not None)
+    settings = RunSettings(
+        net.name, loss.name, hyper, batch_size, int(x.shape[0]), float(l2),
+        validation is not None, getattr(augment, "__qualname__", None if augment is None else "?"),
+    )  # fmt: skip
     checkpointer = None
     if checkpoint_dir is not None:
         from jnet.checkpoint import Checkpointer
@@ -139,8 +159,13 @@ def fit(
             restored = checkpointer.restore_latest(state)
             if restored is not None:
                 done, state, meta = restored
-                _check_resume(checkpoint_dir, done, epochs, meta.get("run"), settings)
+                _check_resume(checkpoint_dir, done, epochs, meta["run"], settings, allowed)
                 history = {k: list(v) for k, v in meta["history"].items()}
+                print(
+                    f"fit: resuming from checkpoint {checkpointer.directory / str(done)} "
+                    f"(epoch {done} of {epochs})",
+                    file=sys.stderr,
+                )
 
         limit = epochs_per_call or (FULL_BATCH_EPOCHS_PER_CALL if batch_size is None else 1)
         per_call = choose_epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
@@ -180,8 +205,7 @@ def fit(
                 bar.set_postfix(postfix(history))
             save_now = done == epochs or (checkpoint_every and done % checkpoint_every == 0)
             if checkpointer and save_now:
-                meta = {"epoch": done, "history": history, "run": settings._asdict()}
-                checkpointer.save(done, state, meta)
+                _save(checkpointer, done, state, history, settings)
     finally:
         if bar is not None:
             bar.close()
@@ -191,17 +215,36 @@ def fit(
     return result, history
 
 
-def _check_resume(checkpoint_dir, done: int, epochs: int, saved: dict | None, run: RunSettings):
+def _save(checkpointer, done: int, state, history: dict, settings: RunSettings) -> None:
+    """Saves, or raises a SaveError that still carries the trained state."""
+    from jnet.checkpoint import CheckpointError, SaveError
+
+    meta = {"epoch": done, "history": history, "run": settings._asdict()}
+    try:
+        checkpointer.save(done, state, meta)
+    except (CheckpointError, OSError) as e:
+        raise SaveError(
+            f"fit: saving epoch {done} to {checkpointer.directory} failed ({e}); the trained "
+            "state is not lost: it is in this error's .state / .params, the history in "
+            ".history",
+            state,
+            history,
+        ) from e
+
+
+def _check_resume(
+    checkpoint_dir, done: int, epochs: int, saved: dict, run: RunSettings, allowed: frozenset
+):
     if done > epochs:
         raise ValueError(
             f"fit: {checkpoint_dir} holds a checkpoint at epoch {done}, past the "
             f"{epochs} epochs asked for; `epochs` is the run's total"
         )
-    saved, wanted = saved or {}, run._asdict()
-    differ = [k for k in wanted if k in saved and saved[k] != wanted[k]]
+    differ = {k: v for k, v in differences(saved, run).items() if k not in allowed}
     if differ:
-        said = ", ".join(f"{k}={saved[k]!r} there, {wanted[k]!r} here" for k in differ)
+        said = "; ".join(describe_change(k, *v) for k, v in differ.items())
         raise ValueError(
-            f"fit: the checkpoint in {checkpoint_dir} is from another run ({said}); "
-            "resume with the same settings, or use another checkpoint_dir"
+            f"fit: the checkpoint in {checkpoint_dir} is from another run: {said}. Resume "
+            f"with the same settings, pass allow_changes={set(differ)} to continue with the "
+            "new ones, or use another checkpoint_dir"
         )

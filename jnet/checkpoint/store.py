@@ -3,7 +3,9 @@
 Orbax writes each checkpoint into a temporary folder and renames it into place when
 complete, so a run killed mid-save leaves the previous checkpoint as the latest. The
 state is stored leaf by leaf and rebuilt on the structure of a freshly made state, so
-optax's NamedTuple states and PRNG keys round-trip exactly.
+optax's NamedTuple states and PRNG keys round-trip exactly. Every array and the
+metadata carry a SHA-256 digest, checked on restore: a flipped bit is reported and the
+previous checkpoint used. The folder is locked (`lock.FolderLock`) while a run uses it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from jnet.checkpoint.digest import array_digest, meta_digest
+from jnet.checkpoint.lock import FolderLock
 
 
 def _leaves(state) -> dict[str, Any]:
@@ -51,24 +56,52 @@ class LayoutError(CheckpointError):
     """The checkpoint is intact but was saved from another network or optimizer."""
 
 
+class SaveError(CheckpointError):
+    """A save failed during `fit`; `.state`/`.params` and `.history` keep the run's result."""
+
+    def __init__(self, message: str, state: Any, history: dict):
+        super().__init__(message)
+        self.state, self.params, self.history = state, state.params, history
+
+
+class CorruptError(CheckpointError):
+    """A checkpoint's array or metadata does not match its digest, or cannot be read."""
+
+
+def _host_value(leaf) -> np.ndarray:
+    """The whole array on this host (gathered across processes when sharded over them)."""
+    if getattr(leaf, "is_fully_addressable", True) or getattr(leaf, "is_fully_replicated", True):
+        return np.asarray(leaf)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+
+
 class Checkpointer:
     """Saves and restores `(epoch, state, meta)` under `directory/<epoch>/`.
 
     Args:
       directory: where checkpoints live (created if missing).
       max_to_keep: how many of the newest checkpoints to keep.
+      lock: hold `directory`'s lock until `close()` (process 0 of a multi-process run
+        holds it for all): a second run on the folder gets a `LockedError`.
     """
 
-    def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3):
+    def __init__(self, directory: str | pathlib.Path, max_to_keep: int = 3, lock: bool = True):
         import orbax.checkpoint as ocp  # slow to import: only when checkpointing
 
         self._ocp = ocp
         self.directory = pathlib.Path(directory).absolute()
         _check_writable(self.directory)  # fail now, not after training up to the first save
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
-        )
+        self._lock = FolderLock(self.directory) if lock and jax.process_index() == 0 else None
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            )
+        except BaseException:
+            self._release()
+            raise
 
     def epochs(self) -> list[int]:
         """Epochs with a complete checkpoint, oldest first."""
@@ -79,7 +112,8 @@ class Checkpointer:
         """Writes the state (all leaves) and JSON metadata; waits until it is on disk.
 
         The metadata gains "layout" (each leaf's path, shape and dtype), so a restore
-        onto another network's state is refused by name rather than read as corruption.
+        onto another network's state is refused by name rather than read as corruption,
+        "digests" (one SHA-256 per stored array) and "meta_digest" (of the rest).
         """
         bad = [i for i, leaf in enumerate(jax.tree.leaves(state)) if _non_finite(leaf)]
         if bad:
@@ -93,11 +127,14 @@ class Checkpointer:
         for stale in self._manager.all_steps():
             if stale >= epoch:
                 self._manager.delete(stale)
+        leaves = _leaves(state)
+        digests = {name: array_digest(_host_value(leaf)) for name, leaf in leaves.items()}
+        meta = meta | {"layout": _layout(state), "digests": digests}
+        meta["meta_digest"] = meta_digest(meta)
         saved = self._manager.save(
             epoch,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_leaves(state)),
-                meta=ocp.args.JsonSave(meta | {"layout": _layout(state)}),
+                state=ocp.args.StandardSave(leaves), meta=ocp.args.JsonSave(meta)
             ),
         )
         if not saved:
@@ -107,8 +144,9 @@ class Checkpointer:
     def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
         """The newest checkpoint that restores cleanly onto the structure of `like`.
 
-        A corrupt or incomplete checkpoint is skipped with a warning naming it, and
-        the one before it is used. Returns None when the directory holds none.
+        A corrupt or incomplete checkpoint (unreadable, or an array or the metadata not
+        matching its digest) is skipped with a one-line warning naming it (and the
+        leaf), and the one before it is used. Returns None when the directory holds none.
         Raises LayoutError when the newest readable one is from another network or
         optimizer (its leaves' paths, shapes or dtypes differ from `like`'s).
         """
@@ -121,9 +159,10 @@ class Checkpointer:
                 raise
             except Exception as e:  # orbax raises many kinds; each means "unusable"
                 path = self.directory / str(epoch)
-                errors.append(f"{path}: {type(e).__name__}: {e}")
+                reason = _one_line(e)
+                errors.append(f"{path}: {reason}")
                 warnings.warn(
-                    f"checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {e}); "
+                    f"checkpoint {path} is corrupt or incomplete ({reason}); "
                     "trying the previous one",
                     stacklevel=2,
                 )
@@ -138,7 +177,13 @@ class Checkpointer:
             epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
         )
         meta = restored["meta"]
-        _check_layout(self.directory / str(epoch), meta.pop("layout", None), _layout(like))
+        if "meta_digest" not in meta or "digests" not in meta or "layout" not in meta:
+            raise CorruptError("its metadata has no digests (not a jnet checkpoint)")
+        if meta_digest(meta) != meta["meta_digest"]:
+            raise CorruptError("its metadata does not match its digest (edited or damaged)")
+        digests = meta.pop("digests")
+        meta.pop("meta_digest")
+        _check_layout(self.directory / str(epoch), meta.pop("layout"), _layout(like))
         leaves, treedef = jax.tree.flatten(like)
         target = {f"{i:04d}": _abstract(leaf) for i, leaf in enumerate(leaves)}
         restored = self._manager.restore(
@@ -148,19 +193,39 @@ class Checkpointer:
         if sorted(stored) != sorted(target):
             raise CheckpointError(f"it holds {len(stored)} leaves, the state has {len(target)}")
         new_leaves = []
-        for name, leaf in zip(sorted(target), leaves, strict=True):
+        paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(like)]
+        for name, leaf, path in zip(sorted(target), leaves, paths, strict=True):
             value = stored[name]
             if value.shape != target[name].shape:
                 raise CheckpointError(
                     f"leaf {name} has shape {value.shape}, expected {target[name].shape}"
                 )
+            if array_digest(_host_value(value)) != digests.get(name):
+                raise CorruptError(f"array {path} does not match its digest")
             if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
                 value = jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf))
             new_leaves.append(value)
         return jax.tree.unflatten(treedef, new_leaves), meta
 
     def close(self) -> None:
-        self._manager.close()
+        """Closes orbax's manager and releases the folder's lock."""
+        try:
+            self._manager.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def _one_line(e: Exception) -> str:
+    """A short reason: orbax and TensorStore errors can hold whole specs over many lines."""
+    if isinstance(e, CorruptError):
+        return str(e)
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first[:160]}{'...' if len(first) > 160 else ''}"
 
 
 def _check_writable(directory: pathlib.Path) -> None:
@@ -176,9 +241,9 @@ def _check_writable(directory: pathlib.Path) -> None:
         ) from None
 
 
-def _check_layout(path: pathlib.Path, saved: list | None, wanted: list) -> None:
-    """Raises LayoutError naming the first leaf that differs; None: an older checkpoint."""
-    if saved is None or saved == wanted:
+def _check_layout(path: pathlib.Path, saved: list, wanted: list) -> None:
+    """Raises LayoutError naming the first leaf that differs."""
+    if saved == wanted:
         return
     if len(saved) != len(wanted):
         raise LayoutError(
