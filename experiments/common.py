@@ -181,7 +181,7 @@ def _process_index() -> int:
 
 def seeds(args: argparse.Namespace) -> list[int]:
     """`[seed, seed + 1, ..., seed + num_seeds - 1]` (num_seeds defaults to 1)."""
-    return list(range(args.seed, args.seed + getattr(args, "num_seeds", 1)))
+    return list(range(args.seed, args.seed + (getattr(args, "num_seeds", None) or 1)))
 
 
 def mesh(devices: int | None) -> Any:

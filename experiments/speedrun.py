@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         args,
         argv,
         tutorial="-",
-        config={"epochs": args.epochs},
+        config={"epochs": args.epochs, "num_seeds": args.num_seeds or NUM_SEEDS},
         rows=rows,
         files=[],
         seconds=timer(),

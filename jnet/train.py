@@ -524,3 +524,4 @@ __all__: Sequence[str] = [
     "per_layer",
     "train_step",
 ]
+epochs_per_call = _epochs_per_call  # temporary (exp branch): the lead makes it public
