@@ -108,16 +108,8 @@ def main(argv=None) -> dict:
         )
     ]
     config = {"z_range": Z_RANGE, "points": args.points, "leaky_alpha": ALPHA}
-    return ex.finish(
-        args,
-        argv,
-        tutorial="002",
-        config=config,
-        rows=rows,
-        files=files,
-        seconds=timer(),
-        checks=checks,
-    )
+    metrics = {"tutorial": "002", "config": config, "rows": rows, "checks": checks}
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

@@ -41,39 +41,23 @@ if TYPE_CHECKING:
     import jnet
 
 NAME = "cat_classifier"
+
+
+def _config(hidden, activation, lr, iterations, init, tutorial) -> dict[str, Any]:
+    keys = ("hidden", "activation", "lr", "iterations", "init", "tutorial")
+    return dict(zip(keys, (hidden, activation, lr, iterations, init, tutorial), strict=True))
+
+
+# name -> (hidden widths, activation, lr, iterations, init, the tutorial's accuracies)
 CONFIGS: dict[str, dict[str, Any]] = {
-    "tutorial-tanh": {
-        "hidden": (5, 5),
-        "activation": "tanh",
-        "lr": 0.03,
-        "iterations": 3000,
-        "init": "randn*0.01",
-        "tutorial": {"test": 0.68},
-    },
-    "tutorial-relu": {
-        "hidden": (5, 5),
-        "activation": "relu",
-        "lr": 0.03,
-        "iterations": 3000,
-        "init": "randn*0.01",
-        "tutorial": {"test": 0.42},
-    },
-    "course-2layer": {
-        "hidden": (7,),
-        "activation": "relu",
-        "lr": 0.0075,
-        "iterations": 2500,
-        "init": "randn*0.01",
-        "tutorial": {"train": 1.0, "test": 0.72},
-    },
-    "course-4layer": {
-        "hidden": (20, 7, 5),
-        "activation": "relu",
-        "lr": 0.0075,
-        "iterations": 2500,
-        "init": "randn/sqrt(fan_in)",
-        "tutorial": {"train": 0.986, "test": 0.80},
-    },
+    "tutorial-tanh": _config((5, 5), "tanh", 0.03, 3000, "randn*0.01", {"test": 0.68}),
+    "tutorial-relu": _config((5, 5), "relu", 0.03, 3000, "randn*0.01", {"test": 0.42}),
+    "course-2layer": _config(
+        (7,), "relu", 0.0075, 2500, "randn*0.01", {"train": 1.0, "test": 0.72}
+    ),
+    "course-4layer": _config(
+        (20, 7, 5), "relu", 0.0075, 2500, "randn/sqrt(fan_in)", {"train": 0.986, "test": 0.80}
+    ),
 }
 # Tutorial 002 prints the cost after every 100 iterations (computed before update i+1).
 # fmt: off
@@ -322,16 +306,13 @@ def main(argv=None) -> dict:
         "dtype": dtype.__name__,
     }
     keys = ("label", "seed", "train", "test", "cost_every_100")
-    return ex.finish(
-        args,
-        argv,
-        tutorial="002",
-        config=config,
-        rows=rows,
-        files=files,
-        seconds=timer(),
-        runs=ex.records(results, keys, history_every=10),
-    )
+    metrics = {
+        "tutorial": "002",
+        "config": config,
+        "rows": rows,
+        "runs": ex.records(results, keys, history_every=10),
+    }
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

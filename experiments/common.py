@@ -247,31 +247,26 @@ def write_metrics(out: pathlib.Path, metrics: dict[str, Any]) -> pathlib.Path:
 def finish(
     args: argparse.Namespace,
     argv: Sequence[str] | None,
-    *,
-    tutorial: str,
-    config: dict[str, Any],
-    rows: Sequence[dict[str, Any]],
+    metrics: dict[str, Any],
     files: Sequence[pathlib.Path],
     seconds: float,
-    **extra: Any,
 ) -> dict[str, Any]:
     """The end every experiment shares: writes `args.out/metrics.json`, says so; returns it.
 
-    metrics.json holds `script` (`args.name`), `tutorial`, the `command` that reproduces
-    the run, `config` (with `seeds`, `quick` and, where the script has the flag, `devices`
-    added), the table `rows`, the plots' file names, the run's `seconds`, `device` and
-    whatever `extra` holds (per-run records: see `records`).
+    `metrics` holds `tutorial`, `config`, the table's `rows` and whatever else the script
+    keeps (per-run records: see `records`). Added here: `script` (`args.name`), the
+    `command` that reproduces the run, `seeds`, `quick` and (where the script has the
+    flag) `devices` in `config`, the plots' file names, the run's `seconds` and `device`.
     """
-    config = {**config, "seeds": seeds(args), "quick": args.quick}
+    config = {**metrics.get("config", {}), "seeds": seeds(args), "quick": args.quick}
     if hasattr(args, "devices"):
         config["devices"] = args.devices
     metrics = {
         "script": args.name,
-        "tutorial": tutorial,
+        "tutorial": metrics.get("tutorial"),
         "command": command(args.script, argv),
+        **metrics,
         "config": config,
-        "rows": list(rows),
-        **extra,
         "files": [f.name for f in files],
         "seconds": seconds,
     }

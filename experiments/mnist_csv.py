@@ -244,16 +244,13 @@ def main(argv=None) -> dict:
         "epochs": {"784-20-10": args.epochs_small, "784-30-20-10": args.epochs_deep},
         "init": "uniform(-0.5, 0.5) for w and b",
     }
-    return ex.finish(
-        args,
-        argv,
-        tutorial="003",
-        config=config,
-        rows=rows,
-        files=files,
-        seconds=timer(),
-        runs=ex.records(results, ("seed", "final"), history_every=10),
-    )
+    metrics = {
+        "tutorial": "003",
+        "config": config,
+        "rows": rows,
+        "runs": ex.records(results, ("seed", "final"), history_every=10),
+    }
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

@@ -314,16 +314,13 @@ def main(argv=None) -> dict:
         "eval_set": eval_name,
         "eval_size": len(x_test),
     }
-    return ex.finish(
-        args,
-        argv,
-        tutorial="004",
-        config=config,
-        rows=rows,
-        files=files,
-        seconds=timer(),
-        runs=ex.records(results, ("seed", "final", "seconds")),
-    )
+    metrics = {
+        "tutorial": "004",
+        "config": config,
+        "rows": rows,
+        "runs": ex.records(results, ("seed", "final", "seconds")),
+    }
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

@@ -183,16 +183,8 @@ def main(argv=None) -> dict:
         }
         for r in runs
     ]
-    return ex.finish(
-        args,
-        argv,
-        tutorial="000",
-        config=config,
-        rows=rows,
-        files=files,
-        seconds=timer(),
-        runs=runs,
-    )
+    metrics = {"tutorial": "000", "config": config, "rows": rows, "runs": runs}
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

@@ -80,16 +80,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     if rows:
         print_table("MNIST speed run: ours vs the targets (in the tutorial column)", rows)
-    return ex.finish(
-        args,
-        argv,
-        tutorial="-",
-        config={"epochs": args.epochs, "num_seeds": args.num_seeds or NUM_SEEDS},
-        rows=rows,
-        files=[],
-        seconds=timer(),
+    metrics = {
+        "tutorial": "-",
+        "config": {"epochs": args.epochs, "num_seeds": args.num_seeds or NUM_SEEDS},
+        "rows": rows,
         **out,
-    )
+    }
+    return ex.finish(args, argv, metrics, [], timer())
 
 
 if __name__ == "__main__":

@@ -188,17 +188,14 @@ def main(argv=None) -> dict:
         "numpy_seed": NUMPY_SEED,
     }
     keys = ("label", "biases", "seed", "seconds", "mse", "correct", "outputs")
-    return ex.finish(
-        args,
-        argv,
-        tutorial="004",
-        config=config,
-        rows=rows,
-        files=files,
-        seconds=timer(),
-        runs=[{k: r[k] for k in keys} for r in runs],
-        truth_table={"x": x, "y": y[:, 0], **{r["label"]: r["outputs"] for r in shown}},
-    )
+    metrics = {
+        "tutorial": "004",
+        "config": config,
+        "rows": rows,
+        "runs": [{k: r[k] for k in keys} for r in runs],
+        "truth_table": {"x": x, "y": y[:, 0], **{r["label"]: r["outputs"] for r in shown}},
+    }
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

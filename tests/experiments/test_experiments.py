@@ -20,14 +20,12 @@ from plots import is_png
 from jnet import data
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
-SCRIPTS = [
-    "mnist_two_layer",
-    "mnist_csv",
-    "mnist_minibatch",
-    "cat_classifier",
-    "xor",
-    "activations",
-]
+# Every script with a main() but the speed run (tested in tests/benchmarks: it wants a GPU).
+SCRIPTS = sorted(
+    p.stem
+    for p in EXPERIMENTS.glob("*.py")
+    if "\nif __name__ ==" in p.read_text() and p.stem not in ("speedrun", "results")
+)
 NEEDS_DATA = {"mnist_two_layer", "mnist_csv", "mnist_minibatch", "cat_classifier"}
 METRIC_KEYS = {"script", "tutorial", "command", "config", "rows", "files", "seconds", "device"}
 TABLE_HEADER = ["run", "metric", "ours", "tutorial", "note"]
