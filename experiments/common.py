@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 RESULTS_DIR = pathlib.Path("results")
+DATA_DIR_ENV = "JNET_DATA_DIR"  # jnet.data.DATA_DIR_ENV, without importing jnet (and JAX)
 QUICK_SUFFIX = "-quick"  # --quick runs write to results/<name>-quick/, never over a full run
 
 
@@ -141,6 +142,11 @@ def parse(
     if args.quick:
         p.set_defaults(**quick)
         args = p.parse_args(argv)
+    if getattr(args, "data_dir", False) is None and os.environ.get(DATA_DIR_ENV):
+        try:  # a $JNET_DATA_DIR that does not exist: say so now, like a bad --data-dir
+            existing_folder(os.environ[DATA_DIR_ENV])
+        except argparse.ArgumentTypeError as e:
+            p.error(f"${DATA_DIR_ENV}: {e}")
     if name is not None:
         args.name = name(args)
     if args.out is None:

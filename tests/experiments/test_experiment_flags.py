@@ -146,6 +146,17 @@ def test_a_named_data_folder_that_does_not_exist_is_an_error(name, tmp_path, cap
     assert not (tmp_path / "nonexistent").exists()  # never created
 
 
+@pytest.mark.parametrize("name", sorted(READS_DATA))
+def test_a_missing_jnet_data_dir_fails_before_the_run(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JNET_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit) as e:
+        load_script(name).parse_args([])
+    assert e.value.code == 2
+    assert "$JNET_DATA_DIR: " in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+    assert load_script(name).parse_args(["--data-dir", str(tmp_path)])  # a named one wins
+
+
 def test_mnist_csv_with_a_missing_data_dir_downloads_nothing(tmp_path, capsys):
     missing = tmp_path / "nonexistent"
     with pytest.raises(SystemExit):
