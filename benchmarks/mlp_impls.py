@@ -102,7 +102,7 @@ def jnet_impl(name: str, task: Task, net, params, x, y, key) -> Impl:
     def run():
         current, losses = state, []
         for _ in range(task.epochs // per_call):
-            current, bad_step, metrics = compiled(current, x, y, None, stop)
+            current, (bad_step, _), metrics = compiled(current, x, y, None, stop)
             call_losses, bad = jax.device_get((metrics["loss"], bad_step))  # as fit does
             if bad >= 0:
                 raise FloatingPointError(f"{name}: loss diverged at step {bad}")

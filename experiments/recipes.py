@@ -137,7 +137,7 @@ def train(
     for seed in seeds:
         args = jax.block_until_ready(call_args(seed))  # state built before the clock starts
         start = time.perf_counter()
-        state, bad_step, metrics = jax.block_until_ready(compiled(*args))
+        state, (bad_step, _), metrics = jax.block_until_ready(compiled(*args))
         seconds = time.perf_counter() - start
         acc = jnet.evaluate(net, loss, state.params, np.asarray(x_te, np.float32), y_te)
         runs.append(

@@ -26,6 +26,7 @@ from jnet.losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_ent
 from jnet.losses import softmax_cross_entropy as softmax_cross_entropy
 from jnet.network import apply as apply
 from jnet.network import value_and_grad as value_and_grad
+from jnet.summary import summary as summary
 from jnet.train import DivergenceError as DivergenceError
 from jnet.train import TrainState as TrainState
 from jnet.train import fit as fit

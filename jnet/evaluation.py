@@ -10,45 +10,42 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet import arguments
-from jnet.layers import Layer, Params
-from jnet.losses import (
-    Loss,
-    mean_squared_error,
-    sigmoid_binary_cross_entropy,
-    softmax_cross_entropy,
-)
-
-
-def _same(loss: Loss, builtin: Loss) -> bool:
-    """Whether `loss` is `builtin` or a copy of it (`Loss(*builtin)`): the same forward."""
-    return loss.forward is builtin.forward
+from jnet.layers import Layer, Params, State, forward_with_state
+from jnet.layers.checks import BackwardError
+from jnet.losses import Loss, default_accuracy, finite_targets
 
 
 def accuracy(loss: Loss, outputs: jax.Array, targets: jax.Array) -> jax.Array:
-    """Fraction of correct predictions.
+    """Fraction of correct predictions, read from `outputs` the way `loss` says.
 
-    Several outputs `(N, C)`: argmax against integer labels or one-hot targets.
-    One output `(N, 1)` or `(N,)`: threshold 0 for logits (sigmoid binary cross
-    entropy, i.e. probability 0.5), else 0.5 (e.g. a sigmoid layer trained with MSE).
+    Built-in losses: argmax of several outputs `(N, C)` against integer labels or one-hot
+    targets; one output `(N, 1)` or `(N,)` thresholded at 0 for sigmoid binary cross
+    entropy's logits, else at 0.5 (e.g. a sigmoid layer trained with MSE).
+    A user `Loss` without an `accuracy` gets `jnet.losses.default_accuracy`.
     """
-    if outputs.ndim >= 1 and outputs.shape[-1] > 1:
-        predicted = jnp.argmax(outputs, axis=-1)
-        true = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, -1)
-    else:
-        threshold = 0.0 if _same(loss, sigmoid_binary_cross_entropy) else 0.5
-        predicted = outputs.reshape(-1) > threshold
-        true = targets.reshape(-1) > 0.5
-    return jnp.mean(predicted == true)
+    rule = loss.accuracy or default_accuracy
+    return rule(outputs, targets)
 
 
-def _batch_sums(net, loss, params, x, y):
-    outputs, _ = net.forward(params, x)
+def _outputs(net: Layer, params: Params, x: jax.Array, state: State) -> jax.Array:
+    """Inference-mode outputs (no key: no dropout, running statistics)."""
+    return forward_with_state(net, params, x, state=state)[0]
+
+
+def _batch_sums(net, loss, params, x, y, state):
+    outputs = _outputs(net, params, x, state)
     n = x.shape[0]
     return loss.forward(outputs, y)[0] * n, accuracy(loss, outputs, y) * n
 
 
 def evaluate_arrays(
-    net: Layer, loss: Loss, params: Params, x: jax.Array, y: jax.Array, batch_size: int
+    net: Layer,
+    loss: Loss,
+    params: Params,
+    x: jax.Array,
+    y: jax.Array,
+    batch_size: int,
+    state: State = (),
 ) -> dict[str, jax.Array]:
     """Traceable evaluation: full batches in a `lax.scan`, then the remainder as one batch.
 
@@ -60,19 +57,21 @@ def evaluate_arrays(
     full = (n // batch_size) * batch_size
     # Accumulate in the dtype the sums come in (float64 for float64 params): a fixed
     # float32 carry would not match the scan body's output type.
-    sums = jax.eval_shape(lambda p, xb, yb: _batch_sums(net, loss, p, xb, yb), params, x[:1], y[:1])
+    sums = jax.eval_shape(
+        lambda p, xb, yb: _batch_sums(net, loss, p, xb, yb, state), params, x[:1], y[:1]
+    )
     loss_sum, correct = (jnp.zeros((), s.dtype) for s in sums)
     if full:
         xb = x[:full].reshape((-1, batch_size) + x.shape[1:])
         yb = y[:full].reshape((-1, batch_size) + y.shape[1:])
 
         def body(carry, batch):
-            s = _batch_sums(net, loss, params, *batch)
+            s = _batch_sums(net, loss, params, *batch, state)
             return (carry[0] + s[0], carry[1] + s[1]), None
 
         (loss_sum, correct), _ = jax.lax.scan(body, (loss_sum, correct), (xb, yb))
     if full < n:
-        s = _batch_sums(net, loss, params, x[full:], y[full:])
+        s = _batch_sums(net, loss, params, x[full:], y[full:], state)
         loss_sum, correct = loss_sum + s[0], correct + s[1]
     return {"loss": loss_sum / n, "accuracy": correct / n}
 
@@ -83,49 +82,74 @@ def _evaluator(net: Layer, loss: Loss, batch_size: int):
 
 
 def evaluate(
-    net: Layer, loss: Loss, params: Params, x: Any, y: Any, *, batch_size: int = 10_000
+    net: Layer,
+    loss: Loss,
+    params: Params,
+    x: Any,
+    y: Any,
+    *,
+    batch_size: int = 10_000,
+    state: State = None,
 ) -> dict[str, float]:
-    """Mean loss and accuracy over `(x, y)`, jit-compiled and batched.
+    """Mean loss and accuracy over `(x, y)`, jit-compiled and batched, in inference mode.
 
     Args:
       x: inputs `(N, ...)`, floating point. y: targets `(N, ...)`.
       batch_size: examples per compiled batch (the last partial batch runs on its own).
+      state: a stateful network's state (e.g. batch norm's running statistics).
     Returns:
       `{"loss": float, "accuracy": float}`.
     """
     arguments.network_and_loss("evaluate", net, loss)
     arguments.positive_int("evaluate", "batch_size", batch_size)
-    x, y = validate_data(net, loss, params, x, y, "evaluate")
-    metrics = _evaluator(net, loss, min(batch_size, x.shape[0]))(params, x, y)
+    state = _state("evaluate", net, state)
+    x, y = validate_data(net, loss, params, x, y, "evaluate", state=state)
+    metrics = _evaluator(net, loss, min(batch_size, x.shape[0]))(params, x, y, state=state)
     return {k: float(v) for k, v in metrics.items()}
+
+
+def _state(where: str, net: Layer, state: State) -> State:
+    if net.stateful and state is None:
+        raise ValueError(
+            f"{where}: {net.name} is stateful (e.g. batch norm); pass state=, the model "
+            "state that init or fit returned"
+        )
+    return state if net.stateful else ()
 
 
 @functools.lru_cache(maxsize=64)
 def _predictor(net: Layer):
-    return jax.jit(lambda params, x: net.forward(params, x)[0])
+    return jax.jit(lambda params, x, state: _outputs(net, params, x, state))
 
 
-def predict(net: Layer, params: Params, x: Any, *, batch_size: int = 10_000) -> np.ndarray:
-    """Network outputs (inference mode, no dropout) for `x (N, ...)`, as numpy, in batches."""
+def predict(
+    net: Layer, params: Params, x: Any, *, batch_size: int = 10_000, state: State = None
+) -> np.ndarray:
+    """Network outputs (inference mode, no dropout) for `x (N, ...)`, as numpy, in batches.
+
+    `state`: a stateful network's state (e.g. batch norm's running statistics).
+    """
     arguments.network("predict", net)
     arguments.positive_int("predict", "batch_size", batch_size)
+    state = _state("predict", net, state)
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"predict: x must have a batch axis, (N, ...); got shape {x.shape}")
     f = _predictor(net)
     starts = range(0, max(x.shape[0], 1), batch_size)  # N = 0: one empty batch, right shape
-    return np.concatenate([np.asarray(f(params, x[i : i + batch_size])) for i in starts])
+    return np.concatenate([np.asarray(f(params, x[i : i + batch_size], state)) for i in starts])
 
 
 def validate_data(
-    net: Layer, loss: Loss, params: Params, x: Any, y: Any, where: str
+    net: Layer, loss: Loss, params: Params, x: Any, y: Any, where: str, *, state: State = ()
 ) -> tuple[jax.Array, jax.Array]:
     """Checks concrete data at the boundary of `fit`/`evaluate`; returns `(x, y)` as arrays.
 
     Raises ValueError for: length mismatch, non-float or non-finite x, inputs the
-    network cannot take, targets the loss cannot take, labels outside [0, classes),
+    network cannot take, targets of a shape the loss cannot take, and whatever the
+    loss's own `check_targets` refuses (for the built-ins: labels outside [0, classes),
     integer one-hot targets, one-hot / probability targets outside [0, 1] or not
-    summing to 1, targets outside [0, 1] for binary cross entropy.
+    summing to 1, targets outside [0, 1] for binary cross entropy).
     """
     x_np, y_np = np.asarray(x), np.asarray(y)
     if x_np.ndim < 1 or y_np.ndim < 1 or x_np.shape[0] != y_np.shape[0]:
@@ -145,54 +169,19 @@ def validate_data(
     # Shapes only (no compute), at the data's full size, so messages show its real shapes.
     x_abstract = jax.ShapeDtypeStruct(x_np.shape, x_np.dtype)
     try:
-        out = jax.eval_shape(lambda p, x: net.forward(p, x)[0], params, x_abstract)
+        out = jax.eval_shape(lambda p, x, s: _outputs(net, p, x, s), params, x_abstract, state)
     except ValueError as e:
+        if isinstance(e, BackwardError) or getattr(e, "in_backward", False):
+            raise ValueError(f"{where}: {e}") from None  # the layer's fault, not the data's
         raise ValueError(
             f"{where}: x of shape {x_np.shape} does not fit the network: {e}"
         ) from None
-    if _same(loss, softmax_cross_entropy) and np.issubdtype(y_np.dtype, np.integer):
-        classes = out.shape[-1]
-        if y_np.shape == out.shape:
-            raise ValueError(
-                f"{where}: y of shape {y_np.shape} looks one-hot but is {y_np.dtype}; pass "
-                f"integer labels of shape {out.shape[:-1]}, or one-hot as floats "
-                "(y.astype('float32'))"
-            )
-        lo, hi = int(y_np.min()), int(y_np.max())
-        if lo < 0 or hi >= classes:
-            raise ValueError(
-                f"{where}: labels must lie in [0, {classes}) for a network with {classes} "
-                f"outputs; got labels in [{lo}, {hi}]"
-            )
-    elif _same(loss, softmax_cross_entropy) and y_np.shape == out.shape:
-        sums = y_np.sum(axis=-1)
-        if not np.all(np.isfinite(y_np)) or np.any((y_np < 0) | (y_np > 1)):
-            raise ValueError(f"{where}: one-hot / probability targets must lie in [0, 1]")
-        if np.any(np.abs(sums - 1) > 1e-3):
-            raise ValueError(
-                f"{where}: one-hot / probability targets must sum to 1 over the last axis; "
-                f"got sums in [{sums.min():g}, {sums.max():g}]"
-            )
-    elif _same(loss, sigmoid_binary_cross_entropy):
-        if np.any((y_np < 0) | (y_np > 1)) or not np.all(np.isfinite(y_np)):
-            raise ValueError(
-                f"{where}: binary targets must lie in [0, 1]; got {np.unique(y_np)[:10]}"
-            )
-    elif np.issubdtype(y_np.dtype, np.floating) and not np.all(np.isfinite(y_np)):
-        raise ValueError(f"{where}: y contains NaN or inf values")
+    (loss.check_targets or finite_targets)(y_np, out.shape, where)
     try:  # target shapes
         jax.eval_shape(lambda o, t: loss.forward(o, t)[0], out, y_np)
     except ValueError as e:
         raise ValueError(
             f"{where}: y of shape {y_np.shape} does not fit the network's outputs {out.shape}: {e}"
         ) from None
-    if (
-        _same(loss, mean_squared_error)
-        and out.shape[-1] > 1
-        and np.issubdtype(y_np.dtype, np.integer)
-    ):
-        raise ValueError(
-            f"{where}: mean_squared_error needs float targets of the outputs' shape "
-            f"{out.shape}; got {y_np.dtype} (one-hot targets: y.astype('float32'))"
-        )
     return jnp.asarray(x_np), jnp.asarray(y_np)
+

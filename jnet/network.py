@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jnet.layers.base import Layer, Params, State, forward_with_state
+from jnet.layers.checks import check_backward
 from jnet.losses import Loss, differentiable
 
 
@@ -24,6 +25,13 @@ def _state_for(net: Layer, state: State, where: str) -> State:
             "the third value its init returns"
         )
     return state if net.stateful else ()
+
+
+def _check_backward(net: Layer, params: Params, x: Any, cache: Any, y: jax.Array) -> None:
+    # A combinator has checked each child's backward, with its address; a plain layer
+    # is checked here (abstractly, while tracing: no cost at run time).
+    if not net.children:
+        check_backward(net.name, net.backward, params, x, cache, y)
 
 
 def apply(net: Layer | Loss) -> Callable[..., Any]:
@@ -45,6 +53,7 @@ def apply(net: Layer | Loss) -> Callable[..., Any]:
 
     def f_fwd(params, x, key, state):
         y, cache, new_state = forward_with_state(net, params, x, key=key, state=state)
+        _check_backward(net, params, x, cache, y)
         return (y, new_state), (params, cache, state)  # residuals for f_bwd
 
     def f_bwd(residuals, cotangents):
@@ -72,6 +81,7 @@ def loss_and_grads(net: Layer, loss: Loss) -> Callable[..., tuple]:
 
     def f(params, x, y, *, key=None, state=()):
         outputs, cache, state = forward_with_state(net, params, x, key=key, state=state)
+        _check_backward(net, params, x, cache, outputs)
         value, loss_cache = loss.forward(outputs, y)
         dparams, dx = net.backward(params, cache, loss.backward(loss_cache))
         return value, outputs, dparams, dx, state

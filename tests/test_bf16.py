@@ -73,7 +73,7 @@ def test_bf16_train_step_keeps_float32_params():
     net = mlp(BF16)
     params, x, y = float32_inputs(net)
     opt = optax.adam(1e-3)
-    state = jnet.TrainState(params, opt.init(params), jnp.zeros((), jnp.int32), jax.random.key(0))
+    state = jnet.init_state(net, opt, jax.random.key(0), x.shape, params)
     state, metrics = jnet.train_step(net, jnet.softmax_cross_entropy, opt)(state, (x, y))
     assert {p.dtype for p in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
     assert metrics["loss"].dtype == jnp.float32

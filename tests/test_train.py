@@ -1,5 +1,6 @@
 """The training engine on small synthetic data: step, L2, per-layer rates, fit and evaluate."""
 
+import importlib
 import logging
 
 import jax
@@ -166,8 +167,11 @@ def test_an_epoch_compiles_once_per_run(monkeypatch, caplog, tmp_path):
     x, y = blobs(103)
     engines = []
     make_epochs = train.make_epochs
+    fit_module = importlib.import_module("jnet.train.fit")  # the module, not jnet.train.fit()
     monkeypatch.setattr(
-        train, "make_epochs", lambda *a, **k: engines.append(make_epochs(*a, **k)) or engines[-1]
+        fit_module,
+        "make_epochs",
+        lambda *a, **k: engines.append(make_epochs(*a, **k)) or engines[-1],
     )
     net = jnet.serial(jnet.dense(16), jnet.relu(), jnet.dense(3))
     caplog.set_level(logging.WARNING)
@@ -202,7 +206,8 @@ def test_epochs_drop_the_partial_batch():
     engine = train.make_epochs(net, CE, optax.sgd(0.1), num_examples=103, batch_size=10, epochs=2)
     stop = jnp.asarray(train.NO_STOP, jnp.int32)
     for _ in range(2):  # a second call: same shapes, no recompile
-        state, bad_step, metrics = engine.run(state, jnp.asarray(x), jnp.asarray(y), None, stop)
+        data = (jnp.asarray(x), jnp.asarray(y), None)
+        state, (bad_step, _), metrics = engine.run(state, *data, stop)
     assert int(state.step) == 40 and int(bad_step) == -1
     assert metrics["loss"].shape == (2,) and np.all(np.isfinite(metrics["loss"]))
     assert engine.run._cache_size() == 1
@@ -433,12 +438,12 @@ def test_overflow_in_the_last_update_is_divergence():
     assert int(e.state.step) == 0 and all_finite(e.state) and e.history["epoch"] == []
 
 
-def test_epochs_per_call_divides_every_call():
+def testepochs_per_call_divides_every_call():
     # (epochs left, limit, checkpoint_every, epochs done) -> epochs per call
-    assert train._epochs_per_call(500, 100, None, 0) == 100
-    assert train._epochs_per_call(60_000, 60_000, None, 0) == 60_000
-    assert train._epochs_per_call(10, 4, None, 0) == 2
-    assert train._epochs_per_call(7, 3, 3, 0) == 1
-    assert train._epochs_per_call(12, 100, 4, 0) == 4
-    assert train._epochs_per_call(8, 100, 4, 2) == 2  # resumed mid-interval: calls of 2
-    assert train._epochs_per_call(101, 100, None, 0) == 1  # a prime: one epoch per call
+    assert train.epochs_per_call(500, 100, None, 0) == 100
+    assert train.epochs_per_call(60_000, 60_000, None, 0) == 60_000
+    assert train.epochs_per_call(10, 4, None, 0) == 2
+    assert train.epochs_per_call(7, 3, 3, 0) == 1
+    assert train.epochs_per_call(12, 100, 4, 0) == 4
+    assert train.epochs_per_call(8, 100, 4, 2) == 2  # resumed mid-interval: calls of 2
+    assert train.epochs_per_call(101, 100, None, 0) == 1  # a prime: one epoch per call

@@ -62,3 +62,44 @@ def param_dict(name: str, params: Any, keys: set[str]) -> dict:
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f"{name}: params must be a dict with {sorted(keys)}; got {got}")
     return params
+
+
+class BackwardError(ValueError):
+    """A layer's backward returned something of the wrong structure, shape or dtype."""
+
+
+def check_backward(name: str, backward: Any, params: Any, x: Any, cache: Any, y: Any) -> None:
+    """Traces `backward(params, cache, dy)` abstractly (no compute, nothing added to the
+    program) and checks what it returns: `dparams` with the structure, shapes and dtypes
+    of `params`, `dx` with those of `x` (leaves of `x` that are not floating point, such
+    as an integer mask, may get anything, None included). Raises a ValueError naming the
+    layer, what was expected and what came back."""
+    out = jax.eval_shape(backward, params, cache, y)
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, tuple | list) else (
+            type(out).__name__
+        )
+        raise BackwardError(f"{name}: backward must return a pair (dparams, dx); got {got}")
+    _same_layout(name, "dparams", out[0], params, "params")
+    _same_layout(name, "dx", out[1], x, "the input x")
+
+
+def _same_layout(name: str, what: str, got: Any, want: Any, of: str) -> None:
+    treedef = jax.tree.structure(want)
+    try:
+        got_leaves = treedef.flatten_up_to(got)
+    except (ValueError, TypeError):
+        raise BackwardError(
+            f"{name}: backward returned {what} of structure {jax.tree.structure(got)}; "
+            f"expected the structure of {of}, {treedef}"
+        ) from None
+    for (path, w), g in zip(jax.tree_util.tree_leaves_with_path(want), got_leaves, strict=True):
+        if not jnp.issubdtype(jnp.result_type(w), jnp.inexact):
+            continue  # an integer or bool input gets no gradient to check
+        where = what + jax.tree_util.keystr(path)
+        if g is None or jnp.shape(g) != jnp.shape(w) or jnp.result_type(g) != jnp.result_type(w):
+            shown = "None" if g is None else f"shape {jnp.shape(g)} and dtype {jnp.result_type(g)}"
+            raise BackwardError(
+                f"{name}: backward returned {where} of {shown}; expected shape "
+                f"{jnp.shape(w)} and dtype {jnp.result_type(w)}, those of {of}"
+            )

@@ -14,6 +14,7 @@ from typing import Any
 import jax
 
 from jnet.layers.base import Layer, forward_with_state, init_with_state
+from jnet.layers.checks import BackwardError, check_backward
 from jnet.layers.core import dense, dropout, relu
 
 
@@ -24,10 +25,15 @@ class LayerError(ValueError):
       path: child indices from the outermost combinator down, e.g. `(1, 0)`.
       layer_name: the failing layer's name, e.g. `"dense(8)"`.
       problem: what went wrong, without the address.
+      in_backward: whether the layer's backward returned something malformed
+        (`checks.BackwardError`) rather than its forward refusing the input.
     """
 
-    def __init__(self, path: tuple[int, ...], layer_name: str, problem: str):
+    def __init__(
+        self, path: tuple[int, ...], layer_name: str, problem: str, in_backward: bool = False
+    ):
         self.path, self.layer_name, self.problem = path, layer_name, problem
+        self.in_backward = in_backward
         super().__init__(f"{address(path, layer_name)}: {problem}")
 
 
@@ -41,13 +47,13 @@ def at(index: int, layer: Layer, fn: Callable, *args: Any, **kwargs: Any) -> Any
     try:
         return fn(*args, **kwargs)
     except LayerError as e:  # from a nested combinator: prepend our index
-        raise LayerError((index, *e.path), e.layer_name, e.problem) from None
+        raise LayerError((index, *e.path), e.layer_name, e.problem, e.in_backward) from None
     except ValueError as e:
         problem = str(e)
         prefix = f"{layer.name}: "
         if problem.startswith(prefix):  # the layer named itself: say it once
             problem = problem[len(prefix) :]
-        raise LayerError((index,), layer.name, problem) from None
+        raise LayerError((index,), layer.name, problem, isinstance(e, BackwardError)) from None
 
 
 def check_layers(where: str, layers: Sequence[Any]) -> None:
@@ -99,7 +105,9 @@ def serial(*layers: Layer, name: str | None = None) -> Layer:
         for i, (layer, p, k, s) in enumerate(
             zip(layers, params, _split(key, len(layers)), state, strict=True)
         ):
-            x, cache, s = at(i, layer, forward_with_state, layer, p, x, key=k, state=s)
+            y, cache, s = at(i, layer, forward_with_state, layer, p, x, key=k, state=s)
+            at(i, layer, check_backward, layer.name, layer.backward, p, x, cache, y)
+            x = y
             caches.append(cache)
             states.append(s)
         return x, tuple(caches), tuple(states)

@@ -1,0 +1,77 @@
+"""What `fit` does when a run diverges: replay to the last finite state and say where."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jnet.train.epochs import Epochs
+from jnet.train.history import record
+from jnet.train.state import DivergenceError, TrainState, leaf_path
+
+
+def learning_rate(optimizer: Any, opt_state: Any) -> str:
+    """`"learning rate 0.1"` when it can be read (a number, or optax.inject_hyperparams)."""
+    if isinstance(optimizer, float | int):
+        return f"learning rate {optimizer:g}"
+    try:
+        lr = optax.tree_utils.tree_get(opt_state, "learning_rate")
+        return f"learning rate {float(lr):g}"
+    except Exception:  # not an inject_hyperparams optimizer: the rate is not in the state
+        return "learning rate unknown (wrap the optimizer in optax.inject_hyperparams to show it)"
+
+
+def _bad_opt_leaf(state: TrainState, finite_leaves: np.ndarray) -> str | None:
+    if bool(np.all(finite_leaves)):
+        return None
+    paths = [leaf_path(p) for p, _ in jax.tree_util.tree_leaves_with_path(state.opt_state)]
+    return paths[int(np.argmin(finite_leaves))] or "opt_state"
+
+
+def diverged(
+    engine: Epochs,
+    starts: list[TrainState],
+    data: tuple,
+    bad: tuple[int, np.ndarray],
+    metrics: dict,
+    done: int,
+    history: dict,
+    lr: str,
+    seconds: float,
+) -> None:
+    """Replays up to the last finite state and raises DivergenceError with it.
+
+    `starts` holds the states the last two calls began with, newest last: when the
+    newest call began on the bad state itself, the previous call is replayed.
+    """
+    bad_step, finite_leaves = int(bad[0]), np.asarray(bad[1])
+    steps = engine.steps_per_epoch
+    # A bad step inside the call is a non-finite loss or optimizer state; one at the call's
+    # end means every loss was finite but the call's last update left non-finite parameters.
+    in_update = bad_step == (done + engine.epochs) * steps
+    seen = bad_step - 1 if in_update else bad_step
+    epoch = seen // steps + 1  # 1-based epoch of the whole run
+    start = starts[-1]
+    if bad_step - 1 < int(start.step) and len(starts) > 1:
+        start = starts[-2]
+    stop = jnp.asarray(max(bad_step - 1, int(start.step)), jnp.int32)
+    last_good, _, _ = engine.run(start, *data, stop)
+    record(history, metrics, done, epoch - 1 - done, seconds)  # the epochs before the bad one
+    where = f"epoch {epoch}, step {seen % steps + 1} of {steps} (global step {seen})"
+    opt_leaf = None if in_update else _bad_opt_leaf(last_good, finite_leaves)
+    if in_update:
+        what = f"the update of {where} made the parameters NaN or inf"
+    elif opt_leaf is not None:
+        what = f"the update of {where} made the optimizer state leaf {opt_leaf} NaN or inf"
+    else:
+        what = f"the loss at {where} became NaN or inf"
+    raise DivergenceError(
+        f"{what} with {lr}; the last finite state (after {int(last_good.step)} updates) is "
+        "in .state / .params",
+        last_good,
+        history,
+    )

@@ -1,0 +1,207 @@
+"""`fit`: trains a network on arrays, in compiled multi-epoch calls, with checkpoints."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jnet import arguments
+from jnet.evaluation import validate_data
+from jnet.layers import Layer, Params
+from jnet.losses import Loss
+from jnet.train.divergence import diverged, learning_rate
+from jnet.train.epochs import (
+    FULL_BATCH_EPOCHS_PER_CALL,
+    NO_STOP,
+    Augment,
+    make_epochs,
+)
+from jnet.train.epochs import (
+    epochs_per_call as choose_epochs_per_call,
+)
+from jnet.train.history import MetricsLog, new_history, postfix, record
+from jnet.train.history import progress as progress_bar
+from jnet.train.state import init_state
+from jnet.train.step import DecayMask
+
+
+class RunSettings(NamedTuple):
+    """What a checkpoint must share with a `fit` call to be its continuation."""
+
+    batch_size: int | None
+    num_examples: int
+    l2: float
+    validation: bool
+
+
+def fit(
+    net: Layer,
+    loss: Loss,
+    optimizer: optax.GradientTransformation | float,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    key: jax.Array,
+    batch_size: int | None = None,
+    params: Params | None = None,
+    validation: tuple[Any, Any] | None = None,
+    l2: float = 0.0,
+    l2_mask: DecayMask | None = None,
+    augment: Augment | None = None,
+    checkpoint_dir: str | None = None,
+    checkpoint_every: int | None = None,
+    epochs_per_call: int | None = None,
+    log_dir: str | None = None,
+    progress: bool = True,
+    eval_batch_size: int = 10_000,
+    mesh: Any = None,
+) -> tuple[Any, dict[str, list]]:
+    """Trains `net` on `(x, y)` and returns `(params, history)`.
+
+    Args:
+      optimizer: an optax transformation, or a number: plain SGD at that rate.
+      x: inputs `(N, ...)`, floating point. y: targets `(N, ...)` (integer labels,
+        one-hot, or 0/1 for binary cross entropy).
+      epochs: the total; a run resumed from `checkpoint_dir` continues up to it.
+      key: drives init (when `params` is None), permutations, dropout and augmentation.
+      batch_size: minibatch size (last partial batch dropped); None: full batch.
+      validation: `(x_val, y_val)`, evaluated on the device after every epoch.
+      l2: weight decay, `l2 * 0.5 * sum(w ** 2)` added to the loss and its gradient,
+        over the leaves `l2_mask` chooses (default: every leaf with 2 or more axes, i.e.
+        kernels, not biases or normalization scales/offsets; see `jnet.train.step`).
+      augment: `(key, x_batch) -> x_batch`, applied to every training batch inside the
+        compiled epoch (e.g. `jnet.augment.random_shift(2)`).
+      checkpoint_dir: save the whole state there every `checkpoint_every` epochs and
+        at the end, and resume from the newest good checkpoint in it.
+      epochs_per_call: at most this many epochs per compiled call (metrics come back
+        once per call); default 1 for minibatches, 100 for full batch. The count used
+        is `jnet.train.epochs_per_call(...)`: it divides every call of the run, so the run
+        compiles once.
+      log_dir: append one JSON object an epoch (epoch, loss, accuracy, validation
+        figures, seconds) to `<log_dir>/metrics.jsonl`, after every call.
+      mesh: a `jax.sharding.Mesh` with a "data" axis: shard every batch along it.
+    Returns:
+      `(params, history)`; for a stateful network (e.g. with batch norm)
+      `((params, model_state), history)`. `history` is a dict of per-epoch lists:
+      epoch, loss, accuracy, val_loss, val_accuracy (with validation) and seconds.
+    Raises:
+      ValueError for bad data or arguments, TypeError for arguments of the wrong kind
+      (naming which), DivergenceError (with the last finite state) when the loss
+      turns NaN or inf.
+    """
+    arguments.network_and_loss("fit", net, loss)
+    optimizer, lr_label = arguments.optimizer("fit", optimizer)
+    arguments.prng_key("fit", key)
+    arguments.positive_int("fit", "epochs", epochs)
+    arguments.positive_int("fit", "eval_batch_size", eval_batch_size)
+    for name, value in [
+        ("batch_size", batch_size),
+        ("checkpoint_every", checkpoint_every),
+        ("epochs_per_call", epochs_per_call),
+    ]:
+        arguments.positive_int("fit", name, value, optional=True)
+    if validation is not None:
+        arguments.pair("fit", "validation", validation)
+    init_key, run_key = jax.random.split(key)
+    x_shape = np.shape(x)
+    state = init_state(net, optimizer, init_key, (1,) + tuple(x_shape[1:]), params)
+    arguments.float_params("fit", state.params)
+    x, y = validate_data(net, loss, state.params, x, y, "fit", state=state.model_state)
+    if validation is not None:
+        validation = validate_data(
+            net, loss, state.params, *validation, "fit(validation)", state=state.model_state
+        )
+    state = state._replace(key=run_key)
+
+    from jnet import parallel  # mesh placement lives with the sharding code
+
+    x, y, validation, state, batch_sharding = parallel.place(
+        mesh, x, y, validation, state, batch_size
+    )
+    history = new_history(validation is not None)
+    done = 0
+    settings = RunSettings(batch_size, int(x.shape[0]), float(l2), validation is not None)
+    checkpointer = None
+    if checkpoint_dir is not None:
+        from jnet.checkpoint import Checkpointer
+
+        checkpointer = Checkpointer(checkpoint_dir)
+    log = MetricsLog(log_dir) if log_dir is not None else None
+    bar = None
+    try:
+        if checkpointer is not None:
+            restored = checkpointer.restore_latest(state)
+            if restored is not None:
+                done, state, meta = restored
+                _check_resume(checkpoint_dir, done, epochs, meta.get("run"), settings)
+                history = {k: list(v) for k, v in meta["history"].items()}
+
+        limit = epochs_per_call or (FULL_BATCH_EPOCHS_PER_CALL if batch_size is None else 1)
+        per_call = choose_epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
+        engine = make_epochs(
+            net,
+            loss,
+            optimizer,
+            num_examples=x.shape[0],
+            batch_size=batch_size,
+            epochs=per_call,
+            l2=l2,
+            l2_mask=l2_mask,
+            augment=augment,
+            eval_batch_size=eval_batch_size,
+            sharding=batch_sharding,
+        )
+        no_stop = jnp.asarray(NO_STOP, jnp.int32)
+        bar = progress_bar(progress, epochs, done)
+        starts: list = []  # the states the last two calls began with, for the divergence replay
+        while done < epochs:
+            starts = starts[-1:] + [state]
+            start = time.perf_counter()
+            new_state, bad, metrics = engine.run(state, x, y, validation, no_stop)
+            metrics, bad = jax.device_get((metrics, bad))
+            seconds = (time.perf_counter() - start) / per_call
+            if bad[0] >= 0:
+                lr = learning_rate(lr_label, new_state.opt_state)
+                diverged(engine, starts, (x, y, validation), bad, metrics, done, history, lr,
+                         seconds)  # fmt: skip
+            state = new_state
+            record(history, metrics, done, per_call, seconds)
+            if log is not None:
+                log.append(history, len(history["epoch"]) - per_call)
+            done += per_call
+            if bar is not None:
+                bar.update(per_call)
+                bar.set_postfix(postfix(history))
+            save_now = done == epochs or (checkpoint_every and done % checkpoint_every == 0)
+            if checkpointer and save_now:
+                meta = {"epoch": done, "history": history, "run": settings._asdict()}
+                checkpointer.save(done, state, meta)
+    finally:
+        if bar is not None:
+            bar.close()
+        if checkpointer is not None:
+            checkpointer.close()
+    result = (state.params, state.model_state) if net.stateful else state.params
+    return result, history
+
+
+def _check_resume(checkpoint_dir, done: int, epochs: int, saved: dict | None, run: RunSettings):
+    if done > epochs:
+        raise ValueError(
+            f"fit: {checkpoint_dir} holds a checkpoint at epoch {done}, past the "
+            f"{epochs} epochs asked for; `epochs` is the run's total"
+        )
+    saved, wanted = saved or {}, run._asdict()
+    differ = [k for k in wanted if k in saved and saved[k] != wanted[k]]
+    if differ:
+        said = ", ".join(f"{k}={saved[k]!r} there, {wanted[k]!r} here" for k in differ)
+        raise ValueError(
+            f"fit: the checkpoint in {checkpoint_dir} is from another run ({said}); "
+            "resume with the same settings, or use another checkpoint_dir"
+        )

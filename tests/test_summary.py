@@ -1,0 +1,44 @@
+"""jnet.summary: one row a layer, nested serials indented, totals that count each parameter once."""
+
+import jax.numpy as jnp
+
+import jnet
+from jnet.summary import summary_rows
+
+
+def test_the_tutorial_mlp_has_407050_parameters():
+    text = jnet.summary(jnet.mlp([512, 10]), (1, 784))
+    lines = text.splitlines()
+    assert lines[0].split() == ["layer", "output", "shape", "params", "bytes"]
+    assert lines[2].split()[:4] == ["0:dense(512)", "(1,", "512)", "401,920"]
+    assert lines[-1] == "total: 407,050 parameters (3.3 MB)"  # float64 under the tests' x64
+
+
+def test_nested_serials_are_indented_and_addressed():
+    net = jnet.serial(jnet.flatten(), jnet.serial(jnet.dense(8), jnet.tanh()), jnet.dense(3))
+    rows = summary_rows(net, (2, 2, 4))
+    assert [(r.address, r.depth, r.output_shape, r.params) for r in rows] == [
+        ("0:flatten()", 0, (2, 8), 0),
+        ("1:serial(dense(8), tanh())", 0, (2, 8), 72),
+        ("1/0:dense(8)", 1, (2, 8), 72),
+        ("1/1:tanh()", 1, (2, 8), 0),
+        ("2:dense(3)", 0, (2, 3), 27),
+    ]
+    text = jnet.summary(net, (2, 2, 4))
+    assert "\n  1/0:dense(8)" in text
+    assert text.endswith("total: 99 parameters (792 B)")  # counted once; float64
+
+
+def test_bytes_follow_the_dtype():
+    rows = summary_rows(jnet.dense(4, w_init=lambda k, s, d=jnp.float32: jnp.ones(s, d)), (1, 3))
+    assert rows[0].params == 16 and rows[0].bytes == 12 * 4 + 4 * 8  # float32 w, float64 b
+
+
+def test_repr_shows_the_name():
+    assert repr(jnet.dense(512)) == "Layer(dense(512))"
+    assert repr(jnet.leaky_relu(0.1)) == "Layer(leaky_relu(0.1))"
+    assert repr(jnet.dropout(0.5)) == "Layer(dropout(0.5))"
+    mine = jnet.Layer(lambda k, s: (s, ()), lambda p, x, *, key=None: (x, None),
+                      lambda p, c, dy: ((), dy), name="mine")  # fmt: skip
+    assert repr(mine) == "Layer(mine)"
+    assert jnet.Layer(*mine[:3]).name == "layer"
