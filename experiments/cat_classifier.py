@@ -172,6 +172,7 @@ def main(argv=None) -> dict:
                 params=params0,
                 validation=(x_test, yt),
                 progress=not args.no_progress,
+                log_dir=ex.log_dir(args, f"{name}-{label}"),
             )
             results[name].append(
                 {

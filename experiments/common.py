@@ -302,6 +302,18 @@ def records(
     return {name: [one(r) for r in runs] for name, runs in results.items()}
 
 
+def log_dir(args: argparse.Namespace, run: str) -> pathlib.Path:
+    """`<out>/logs/<run>/`: where `jnet.fit(log_dir=...)` appends the run's `metrics.jsonl`.
+
+    A rerun into the same `--out` starts that log afresh (fit appends, for resumes), as it
+    replaces its metrics.json; `run` names one training run, e.g. `"784-20-10-seed0"`.
+    """
+    folder = args.out / "logs" / run.replace(" ", "-").replace("'", "")
+    for old in folder.rglob("metrics.jsonl") if folder.is_dir() else ():
+        old.unlink()
+    return folder
+
+
 @contextlib.contextmanager
 def naming_rates(learning_rates: str) -> Iterator[None]:
     """Makes a divergence inside say the script's `learning_rates` (e.g. "lr 0.05, last 0.1").
@@ -351,6 +363,7 @@ def fit_in_stages(
     stops: Sequence[int],
     key: Any,
     evaluate: Callable[[Any], Any],
+    log: pathlib.Path | None = None,
     **fit_kwargs: Any,
 ) -> tuple[Any, dict[str, list], list[Any]]:
     """`jnet.fit` up to each cumulative epoch count in `stops`, evaluating at each stop.
@@ -358,6 +371,9 @@ def fit_in_stages(
     E.g. `stops=(250, 500)` trains 250 epochs, calls `evaluate(params)`, then 250 more
     from those params. Each stage starts a fresh optimizer state: exactly one
     uninterrupted run for a stateless optimizer (plain SGD), not for momentum or Adam.
+
+    With `log`, stage i logs to `log/epochs-<start>-<stop>/metrics.jsonl` (fit numbers
+    each stage's epochs from 1).
 
     Returns:
       `(params, history, [evaluate(params) at each stop])`, the history's epochs
@@ -382,6 +398,7 @@ def fit_in_stages(
             epochs=stop - done,
             key=stage_key,
             params=params,
+            log_dir=None if log is None else log / f"epochs-{done}-{stop}",
             **fit_kwargs,
         )
         for k, v in h.items():

@@ -156,8 +156,9 @@ def main(argv=None) -> dict:
         for i, (name, (net, epochs, _, _)) in enumerate(configs.items()):
             print(f"seed {seed}: {name}, lr {args.lr:g}, {epochs} full-batch epochs")
             key = jax.random.fold_in(jax.random.key(seed), i)
+            log = ex.log_dir(args, f"{name}-seed{seed}")
             params, history = jnet.fit(
-                net, loss, args.lr, x, y, epochs=epochs, key=key, **fit_kwargs
+                net, loss, args.lr, x, y, epochs=epochs, key=key, log_dir=log, **fit_kwargs
             )
             final = {
                 "train": jnet.evaluate(net, loss, params, x, y)["accuracy"],

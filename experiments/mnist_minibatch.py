@@ -230,6 +230,7 @@ def main(argv=None) -> dict:
                     validation=(x_test, y_test),
                     mesh=mesh,
                     progress=not args.no_progress,
+                    log_dir=ex.log_dir(args, f"{name}-seed{seed}"),
                 )
             seconds = t()
             final = jnet.evaluate(net, loss, params, x_test, y_test)

@@ -103,6 +103,7 @@ def main(argv=None) -> dict:
             validation=(x_test, y_test),
             mesh=mesh,
             progress=not args.no_progress,
+            log=ex.log_dir(args, f"seed{seed}"),
         )
         runs.append({"seed": seed, "params": params, "history": history, "at": at_stop})
 

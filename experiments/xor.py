@@ -117,6 +117,7 @@ def main(argv=None) -> dict:
             params=params0,
             epochs_per_call=args.epochs,
             progress=not args.no_progress,
+            log_dir=ex.log_dir(args, label.replace(",", "")),
         )
         seconds = t()
         out = jnet.predict(net, params, x)[:, 0]

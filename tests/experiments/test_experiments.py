@@ -60,6 +60,9 @@ def check_outputs(metrics, out, folder: pathlib.Path):
     for row in saved["rows"]:  # every row is printed
         assert any(row["run"] in line and row["metric"] in line for line in lines), row
     assert saved["files"]
+    if saved["script"] != "activations":  # every training run logs its epochs as it goes
+        logs = list(folder.glob("logs/**/metrics.jsonl"))
+        assert logs and all(json.loads(f.read_text().splitlines()[-1])["epoch"] for f in logs)
     for name in saved["files"]:
         assert name.endswith(".png") and is_png(folder / name), name
     assert saved["rows"] == json.loads(json.dumps(ex._jsonable(metrics["rows"])))
