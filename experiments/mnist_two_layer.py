@@ -16,8 +16,10 @@ function and gradient (softmax - onehot) / N as the tutorial's softmax layer + C
 
 from __future__ import annotations
 
+import pathlib
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import common as ex
 from table import print_table, row
@@ -66,6 +68,61 @@ def network(hidden: int) -> jnet.Layer:
     return jnet.serial(jnet.dense(hidden, init, init), jnet.relu(), jnet.dense(10, init, init))
 
 
+def fit_in_stages(
+    net: Any,
+    loss: Any,
+    optimizer: Any,
+    x: Any,
+    y: Any,
+    *,
+    stops: Sequence[int],
+    key: Any,
+    evaluate: Callable[[Any], Any],
+    log: pathlib.Path | None = None,
+    **fit_kwargs: Any,
+) -> tuple[Any, dict[str, list], list[Any]]:
+    """`jnet.fit` up to each cumulative epoch count in `stops`, evaluating at each stop.
+
+    E.g. `stops=(250, 500)` trains 250 epochs, calls `evaluate(params)`, then 250 more
+    from those params. Each stage starts a fresh optimizer state: exactly one
+    uninterrupted run for a stateless optimizer (plain SGD), not for momentum or Adam.
+
+    With `log`, stage i logs to `log/epochs-<start>-<stop>/metrics.jsonl` (fit numbers
+    each stage's epochs from 1).
+
+    Returns:
+      `(params, history, [evaluate(params) at each stop])`, the history's epochs
+      numbered across stages.
+    """
+    import jax
+
+    import jnet
+
+    params = fit_kwargs.pop("params", None)
+    history: dict[str, list] = {}
+    results = []
+    done = 0
+    for i, stop in enumerate(stops):
+        stage_key = key if i == 0 else jax.random.fold_in(key, i)  # stage 0 draws the init
+        params, h = jnet.fit(
+            net,
+            loss,
+            optimizer,
+            x,
+            y,
+            epochs=stop - done,
+            key=stage_key,
+            params=params,
+            log_dir=None if log is None else log / f"epochs-{done}-{stop}",
+            **fit_kwargs,
+        )
+        for k, v in h.items():
+            history.setdefault(k, []).extend([e + done for e in v] if k == "epoch" else v)
+        results.append(evaluate(params))
+        done = stop
+    return params, history, results
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import jax  # after the flags: --help and a bad flag answer without loading JAX
@@ -91,7 +148,7 @@ def main(argv=None) -> dict:
     runs = []
     for seed in ex.seeds(args):
         print(f"seed {seed}: {len(x)} images, 784-{args.hidden}-10, lr {args.lr:g}, {stops} it")
-        params, history, at_stop = ex.fit_in_stages(
+        params, history, at_stop = fit_in_stages(
             net,
             loss,
             args.lr,
