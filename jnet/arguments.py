@@ -33,14 +33,15 @@ def positive_int(where: str, name: str, value: Any, *, optional: bool = False) -
 def positive_int_flag(text: str) -> int:
     """argparse `type=` for a count flag (`python -m jnet.distributed --processes N`): int >= 1.
 
-    The rule of `positive_int`, reported the argparse way (the flag's name, exit status 2).
+    `positive_int`'s rule, reported the argparse way (the flag's name, exit status 2).
     """
     try:
         value = int(text)
+        positive_int("flag", "value", value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {value}")
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer (1 or more), got {text!r}"
+        ) from None
     return value
 
 
