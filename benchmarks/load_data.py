@@ -2,39 +2,28 @@
 
     python benchmarks/load_data.py [--data-dir ../shared/data] [--repeats 5]
 
-The data folder defaults to $JNET_DATA_DIR, else ../shared/data next to the repository.
+The data folder (holding mnist/ and catvnoncat/) follows jnet.data's rule: `--data-dir`,
+else $JNET_DATA_DIR, else ~/.cache/jnet; a named folder must exist.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import statistics
 import tempfile
-import time
-
-import jnet.data as data
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default = os.environ.get("JNET_DATA_DIR", REPO.parent / "shared" / "data")
-    p.add_argument("--data-dir", type=pathlib.Path, default=pathlib.Path(default))
+    p.add_argument("--data-dir", type=pathlib.Path, default=None)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
-    mnist_dir, cat_dir = args.data_dir / "mnist", args.data_dir / "catvnoncat"
+    from timing import median_time
+
+    import jnet.data as data  # after the flags: --help answers without loading JAX
+
+    root = data.paths.named_folder(args.data_dir) or data.data_root()
+    mnist_dir, cat_dir = root / "mnist", root / "catvnoncat"
 
     with tempfile.TemporaryDirectory() as tmp:
         csv = data.mnist_to_csv(pathlib.Path(tmp) / "train.csv", mnist_dir)  # 42,000 rows

@@ -14,29 +14,38 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+import common as ex
+from table import print_table, row
 
-import jnet
-from jnet import experiment as ex
-from jnet import plots
+if TYPE_CHECKING:
+    import jax
+    import numpy as np
+
+    import jnet
 
 NAME = "activations"
 Z_RANGE = (-10.0, 10.0)  # tutorial: np.linspace(-10, 10, 100)
 ALPHA = 0.1  # tutorial: leaky_relu = np.maximum(0.1 * Z, Z)
-# name -> (layer, the tutorial's derivative as a function of z and A = f(z))
-ACTIVATIONS: dict[str, tuple[jnet.Layer, Callable]] = {
-    "sigmoid": (jnet.sigmoid(), lambda z, a: a * (1 - a)),
-    "tanh": (jnet.tanh(), lambda z, a: 1 - a**2),
-    "relu": (jnet.relu(), lambda z, a: (z > 0).astype(z.dtype)),
-    f"leaky_relu({ALPHA})": (jnet.leaky_relu(ALPHA), lambda z, a: np.where(z > 0, 1.0, ALPHA)),
-}
+
+
+def activations() -> dict[str, tuple[jnet.Layer, Callable]]:
+    """name -> (layer, the tutorial's derivative as a function of z and A = f(z))."""
+    import numpy as np
+
+    import jnet
+
+    return {
+        "sigmoid": (jnet.sigmoid(), lambda z, a: a * (1 - a)),
+        "tanh": (jnet.tanh(), lambda z, a: 1 - a**2),
+        "relu": (jnet.relu(), lambda z, a: (z > 0).astype(z.dtype)),
+        f"leaky_relu({ALPHA})": (jnet.leaky_relu(ALPHA), lambda z, a: np.where(z > 0, 1.0, ALPHA)),
+    }
 
 
 def parse_args(argv=None):
-    p = ex.parser(NAME, __doc__, devices=False)  # no training to split over devices
+    p = ex.parser(NAME, __doc__, data=False)  # no data, no training: no --epochs either
     p.add_argument(
         "--points", type=ex.positive_int, default=401, help="points on [-10, 10] (odd: has 0)"
     )
@@ -45,6 +54,9 @@ def parse_args(argv=None):
 
 def forward_backward(layer: jnet.Layer, z: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """`(f(z), f'(z))` from the layer's forward and hand-written backward (dy = 1)."""
+    import jax.numpy as jnp
+    import numpy as np
+
     y, cache = layer.forward((), z)
     _, dz = layer.backward((), cache, jnp.ones_like(y))
     return np.asarray(y), np.asarray(dz)
@@ -52,10 +64,15 @@ def forward_backward(layer: jnet.Layer, z: jax.Array) -> tuple[np.ndarray, np.nd
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    import jax  # after the flags: --help and a bad flag answer without loading JAX
+    import jax.numpy as jnp
+    import numpy as np
+    import plots
+
     timer = ex.Timer()
     z = jnp.linspace(*Z_RANGE, args.points)
     curves, rows, checks = {}, [], {}
-    for name, (layer, tutorial_grad) in ACTIVATIONS.items():
+    for name, (layer, tutorial_grad) in activations().items():
         y, dy = forward_backward(layer, z)
         autodiff = np.asarray(jax.vmap(jax.grad(lambda s, layer=layer: layer.forward((), s)[0]))(z))
         tutorial = tutorial_grad(np.asarray(z), y)
@@ -66,7 +83,7 @@ def main(argv=None) -> dict:
         }
         curves[name] = (np.asarray(z), y, dy)
         rows += [
-            ex.row(
+            row(
                 name,
                 "max |backward - jax.grad|",
                 checks[name]["max_abs_vs_jax_grad"],
@@ -74,7 +91,7 @@ def main(argv=None) -> dict:
                 unit="",
                 note="hand-written vs autodiff",
             ),
-            ex.row(
+            row(
                 name,
                 "max |backward - tutorial's formula|",
                 checks[name]["max_abs_vs_tutorial"],
@@ -82,7 +99,7 @@ def main(argv=None) -> dict:
                 unit="",
             ),
         ]
-    ex.print_table("Tutorial 002's activation figure, from jnet's forward/backward", rows)
+    print_table("Tutorial 002's activation figure, from jnet's forward/backward", rows)
     files = [
         plots.activations(
             curves,
@@ -90,20 +107,9 @@ def main(argv=None) -> dict:
             title="jnet forward (solid) and hand-written backward with dy = 1 (dashed)",
         )
     ]
-    metrics = {
-        "script": NAME,
-        "tutorial": "002",
-        "command": ex.command(NAME, argv),
-        "config": {
-            "z_range": Z_RANGE,
-            "points": args.points,
-            "leaky_alpha": ALPHA,
-            "quick": args.quick,
-        },
-        "rows": rows,
-        "checks": checks,
-    }
-    return ex.finish(args.out, metrics, files, timer())
+    config = {"z_range": Z_RANGE, "points": args.points, "leaky_alpha": ALPHA}
+    metrics = {"tutorial": "002", "config": config, "rows": rows, "checks": checks}
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

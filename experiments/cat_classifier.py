@@ -2,6 +2,7 @@
 
     python experiments/cat_classifier.py                  # 4 configurations x (5 seeds + 1)
     python experiments/cat_classifier.py --configs course-4layer --num-seeds 10
+    python experiments/cat_classifier.py --epochs 500     # every configuration, 500 iterations
 
 Data: the course's 209 training and 50 test images (64x64x3, pixels / 255, flattened to
 12,288 features). Every net is dense layers with tanh or ReLU in between and one output
@@ -31,50 +32,32 @@ the plateau is sensitive to rounding.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+import common as ex
+from table import print_table, row
 
-import jnet
-from jnet import data, plots
-from jnet import experiment as ex
+if TYPE_CHECKING:
+    import jnet
 
 NAME = "cat_classifier"
+
+
+def _config(hidden, activation, lr, iterations, init, tutorial) -> dict[str, Any]:
+    keys = ("hidden", "activation", "lr", "iterations", "init", "tutorial")
+    return dict(zip(keys, (hidden, activation, lr, iterations, init, tutorial), strict=True))
+
+
+# name -> (hidden widths, activation, lr, iterations, init, the tutorial's accuracies)
 CONFIGS: dict[str, dict[str, Any]] = {
-    "tutorial-tanh": {
-        "hidden": (5, 5),
-        "activation": "tanh",
-        "lr": 0.03,
-        "iterations": 3000,
-        "init": "randn*0.01",
-        "tutorial": {"test": 0.68},
-    },
-    "tutorial-relu": {
-        "hidden": (5, 5),
-        "activation": "relu",
-        "lr": 0.03,
-        "iterations": 3000,
-        "init": "randn*0.01",
-        "tutorial": {"test": 0.42},
-    },
-    "course-2layer": {
-        "hidden": (7,),
-        "activation": "relu",
-        "lr": 0.0075,
-        "iterations": 2500,
-        "init": "randn*0.01",
-        "tutorial": {"train": 1.0, "test": 0.72},
-    },
-    "course-4layer": {
-        "hidden": (20, 7, 5),
-        "activation": "relu",
-        "lr": 0.0075,
-        "iterations": 2500,
-        "init": "randn/sqrt(fan_in)",
-        "tutorial": {"train": 0.986, "test": 0.80},
-    },
+    "tutorial-tanh": _config((5, 5), "tanh", 0.03, 3000, "randn*0.01", {"test": 0.68}),
+    "tutorial-relu": _config((5, 5), "relu", 0.03, 3000, "randn*0.01", {"test": 0.42}),
+    "course-2layer": _config(
+        (7,), "relu", 0.0075, 2500, "randn*0.01", {"train": 1.0, "test": 0.72}
+    ),
+    "course-4layer": _config(
+        (20, 7, 5), "relu", 0.0075, 2500, "randn/sqrt(fan_in)", {"train": 0.986, "test": 0.80}
+    ),
 }
 # Tutorial 002 prints the cost after every 100 iterations (computed before update i+1).
 # fmt: off
@@ -95,13 +78,15 @@ NUMPY_SEED = 1  # tutorial 002 and the course: np.random.seed(1) before drawing 
 
 
 def parse_args(argv=None):
-    p = ex.parser(NAME, __doc__, devices=False)  # nothing to split: tiny full batches
+    epochs = {
+        "default": None,
+        "help": "full-batch epochs (= iterations) of every configuration "
+        "(default: each configuration's own)",
+    }
+    p = ex.parser(NAME, __doc__, epochs=epochs)  # nothing to split over devices: 209 images
     p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     p.add_argument(
         "--num-seeds", type=ex.positive_int, default=5, help="JAX seeds per configuration"
-    )
-    p.add_argument(
-        "--iterations", type=ex.positive_int, default=None, help="override every config's"
     )
     p.add_argument("--float32", action="store_true", help="compute in float32 (default 64)")
     p.add_argument(
@@ -109,11 +94,13 @@ def parse_args(argv=None):
         action="store_true",
         help="skip the runs from the tutorial's own numpy initial weights",
     )
-    quick = {"num_seeds": 1, "iterations": 30, "configs": ["course-4layer"]}
+    quick = {"num_seeds": 1, "epochs": 30, "configs": ["course-4layer"]}
     return ex.parse(p, argv, quick)
 
 
 def network(cfg: dict[str, Any]) -> jnet.Layer:
+    import jnet
+
     if cfg["init"] == "randn*0.01":
         init = jnet.initializers.normal(0.01)
     else:
@@ -124,6 +111,9 @@ def network(cfg: dict[str, Any]) -> jnet.Layer:
 
 def numpy_init(cfg: dict[str, Any], n_in: int, dtype) -> tuple:
     """The tutorial's initial weights: np.random.seed(1), then randn(out, in) per layer."""
+    import jax.numpy as jnp
+    import numpy as np
+
     rng = np.random.RandomState(NUMPY_SEED)  # the legacy generator behind np.random.seed
     dims = (n_in, *cfg["hidden"], 1)
     params = []
@@ -137,6 +127,13 @@ def numpy_init(cfg: dict[str, Any], n_in: int, dtype) -> tuple:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    import jax  # after the flags: --help and a bad flag answer without loading JAX
+    import numpy as np
+    import plots
+
+    import jnet
+    from jnet import data
+
     if not args.float32:
         jax.config.update("jax_enable_x64", True)  # numpy's float64, as the tutorials
     dtype = np.float32 if args.float32 else np.float64
@@ -152,8 +149,8 @@ def main(argv=None) -> dict:
     results: dict[str, list] = {}
     for name in args.configs:
         cfg = dict(CONFIGS[name])
-        if args.iterations is not None:
-            cfg["iterations"] = args.iterations
+        if args.epochs is not None:
+            cfg["iterations"] = args.epochs
         net = network(cfg)
         starts = [(f"seed {s}", s, None) for s in ex.seeds(args)]
         if not args.no_numpy_init:
@@ -175,6 +172,7 @@ def main(argv=None) -> dict:
                 params=params0,
                 validation=(x_test, yt),
                 progress=not args.no_progress,
+                log_dir=ex.log_dir(args, f"{name}-{label}"),
             )
             results[name].append(
                 {
@@ -185,6 +183,7 @@ def main(argv=None) -> dict:
                     "train": jnet.evaluate(net, loss, params, x, y)["accuracy"],
                     "test": jnet.evaluate(net, loss, params, x_test, yt)["accuracy"],
                     "test_predicted": (jnet.predict(net, params, x_test)[:, 0] > 0).astype(int),
+                    "cost_every_100": history["loss"][99::100],
                 }
             )
 
@@ -195,11 +194,11 @@ def main(argv=None) -> dict:
         run = f"{name} [{arch}] {cfg['activation']}"
         seeded = [r for r in runs if r["label"] != "tutorial init"]
         exact = [r for r in runs if r["label"] == "tutorial init"]
-        full = args.iterations is None  # the tutorial's own run length
+        full = args.epochs is None  # the tutorial's own run length
         for split in ("train", "test"):
             if seeded:
                 rows.append(
-                    ex.row(
+                    row(
                         run,
                         f"{split} acc, JAX seeds",
                         [r[split] for r in seeded],
@@ -209,7 +208,7 @@ def main(argv=None) -> dict:
                 )
             if exact:
                 rows.append(
-                    ex.row(
+                    row(
                         run,
                         f"{split} acc, tutorial's init",
                         exact[0][split],
@@ -221,7 +220,7 @@ def main(argv=None) -> dict:
             h = exact[0]["history"]["loss"]
             for it in (100, 1000, 2000, 3000):
                 rows.append(
-                    ex.row(
+                    row(
                         run,
                         f"cost at {it} it, tutorial's init",
                         h[it - 1],
@@ -229,7 +228,7 @@ def main(argv=None) -> dict:
                         unit="",
                     )
                 )
-    ex.print_table(
+    print_table(
         f"Tutorial 002 + course, cat vs non-cat ({len(x)} train / {len(x_test)} "
         "test images): ours vs tutorial",
         rows,
@@ -247,7 +246,7 @@ def main(argv=None) -> dict:
                 every + 1,
                 h[every],
             )
-        if name in TUTORIAL_COSTS and args.iterations is None:
+        if name in TUTORIAL_COSTS and args.epochs is None:
             lines[f"{name}: tutorial's printout"] = (
                 np.arange(100, 3001, 100),
                 TUTORIAL_COSTS[name],
@@ -301,35 +300,20 @@ def main(argv=None) -> dict:
             title=f"{name} ({r['label']}): first 24 test images",
         )
     )
-    metrics = {
-        "script": NAME,
-        "tutorial": "002",
-        "command": ex.command(NAME, argv),
-        "config": {
-            "configs": {k: CONFIGS[k] for k in results},
-            "seeds": ex.seeds(args),
-            "numpy_seed": None if args.no_numpy_init else NUMPY_SEED,
-            "iterations_override": args.iterations,
-            "dtype": dtype.__name__,
-            "quick": args.quick,
-        },
-        "rows": rows,
-        "runs": {
-            name: [
-                {
-                    "label": r["label"],
-                    "seed": r["seed"],
-                    "train": r["train"],
-                    "test": r["test"],
-                    "cost_every_100": r["history"]["loss"][99::100],
-                    "history": ex.history_slice(r["history"], 10),
-                }
-                for r in runs
-            ]
-            for name, runs in results.items()
-        },
+    config = {
+        "configs": {k: CONFIGS[k] for k in results},
+        "numpy_seed": None if args.no_numpy_init else NUMPY_SEED,
+        "epochs_override": args.epochs,
+        "dtype": dtype.__name__,
     }
-    return ex.finish(args.out, metrics, files, timer())
+    keys = ("label", "seed", "train", "test", "cost_every_100")
+    metrics = {
+        "tutorial": "002",
+        "config": config,
+        "rows": rows,
+        "runs": ex.records(results, keys, history_every=10),
+    }
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python experiments/mnist_csv.py                        # CSV from MNIST, 5 seeds, ~10 min
     python experiments/mnist_csv.py --csv ~/kaggle/train.csv   # Kaggle's own train.csv
+    python experiments/mnist_csv.py --epochs 100 50        # 100 and 50 epochs of the two nets
 
 The tutorial reads Kaggle's digit-recognizer `train.csv` (42,000 rows: label, 784 pixels),
 shuffles it, keeps the last 1,000 rows as a test set and divides pixels by 255. Kaggle's
@@ -26,13 +27,15 @@ DenseLayer class back-propagates through the weights it has just updated.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-import jax
-import numpy as np
+import common as ex
+from table import print_table, row
 
-import jnet
-from jnet import data, plots
-from jnet import experiment as ex
+if TYPE_CHECKING:
+    import numpy as np
+
+    import jnet
 
 NAME = "mnist_csv"
 ROWS = 42_000  # Kaggle's train.csv has 42,000 labelled rows
@@ -56,7 +59,14 @@ CURVE = {"accuracy": "train", "val_accuracy": "test"}  # fit's history key -> it
 
 
 def parse_args(argv=None):
-    p = ex.parser(NAME, __doc__)
+    epochs = {
+        "nargs": "+",
+        "default": [EPOCHS_SMALL, EPOCHS_DEEP],
+        "metavar": "N",
+        "help": "full-batch epochs of 784-20-10 and of 784-30-20-10 (one number: both; "
+        "default: %(default)s)",
+    }
+    p = ex.parser(NAME, __doc__, devices=True, epochs=epochs)
     p.add_argument(
         "--csv",
         type=str,
@@ -71,31 +81,32 @@ def parse_args(argv=None):
     )
     p.add_argument("--lr", type=float, default=LR, help="SGD learning rate")
     p.add_argument(
-        "--epochs-small", type=ex.positive_int, default=EPOCHS_SMALL, help="784-20-10 epochs"
-    )
-    p.add_argument(
-        "--epochs-deep", type=ex.positive_int, default=EPOCHS_DEEP, help="784-30-20-10 epochs"
-    )
-    p.add_argument(
         "--num-seeds",
         type=ex.positive_int,
         default=5,
         help="runs with seeds seed, seed+1, ... (shuffle, init)",
     )
-    quick = {"rows": 600, "test_rows": 100, "epochs_small": 20, "epochs_deep": 20, "num_seeds": 1}
+    quick = {"rows": 600, "test_rows": 100, "epochs": [20], "num_seeds": 1}
     args = ex.parse(p, argv, quick)
+    if len(args.epochs) > 2:
+        p.error(f"argument --epochs: one or two numbers (one per net), got {len(args.epochs)}")
+    args.epochs_small, args.epochs_deep = args.epochs[0], args.epochs[-1]
     if args.csv is None and args.test_rows >= args.rows:  # a --csv is checked once read
         p.error(f"--test-rows {args.test_rows} must be below --rows {args.rows} (the rest train)")
     return args
 
 
 def network(*hidden: int) -> jnet.Layer:
+    import jnet
+
     init = jnet.initializers.uniform(-0.5, 0.5)  # tutorial: np.random.rand(...) - 0.5, w and b
     return jnet.mlp([*hidden, 10], w_init=init, b_init=init)
 
 
 def load(args) -> tuple[np.ndarray, np.ndarray, str]:
     """The CSV's rows as `(x float32 (N, 784) in [0, 1], y int64 (N,), path)`."""
+    from jnet import data
+
     if args.csv:
         path = args.csv
     else:
@@ -110,6 +121,8 @@ def load(args) -> tuple[np.ndarray, np.ndarray, str]:
 
 def split(x: np.ndarray, y: np.ndarray, test_rows: int, seed: int):
     """Shuffles the rows with `seed` (tutorial: np.random.shuffle(data)); the last are test."""
+    import numpy as np
+
     if test_rows >= len(y):
         raise ValueError(f"--test-rows {test_rows} must be below the CSV's {len(y)} rows")
     order = np.random.default_rng(seed).permutation(len(y))
@@ -120,6 +133,12 @@ def split(x: np.ndarray, y: np.ndarray, test_rows: int, seed: int):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    import jax  # after the flags: --help and a bad flag answer without loading JAX
+    import numpy as np
+    import plots
+
+    import jnet
+
     timer = ex.Timer()
     x_all, y_all, csv_path = load(args)
     loss = jnet.softmax_cross_entropy
@@ -135,10 +154,11 @@ def main(argv=None) -> dict:
         print(f"seed {seed}: {csv_path}: {len(x)} training rows, {len(x_test)} test rows")
         fit_kwargs = dict(validation=(x_test, y_test), mesh=mesh, progress=not args.no_progress)
         for i, (name, (net, epochs, _, _)) in enumerate(configs.items()):
-            print(f"seed {seed}: {name}, lr {args.lr}, {epochs} full-batch epochs")
+            print(f"seed {seed}: {name}, lr {args.lr:g}, {epochs} full-batch epochs")
             key = jax.random.fold_in(jax.random.key(seed), i)
+            log = ex.log_dir(args, f"{name}-seed{seed}")
             params, history = jnet.fit(
-                net, loss, args.lr, x, y, epochs=epochs, key=key, **fit_kwargs
+                net, loss, args.lr, x, y, epochs=epochs, key=key, log_dir=log, **fit_kwargs
             )
             final = {
                 "train": jnet.evaluate(net, loss, params, x, y)["accuracy"],
@@ -159,10 +179,10 @@ def main(argv=None) -> dict:
         if epochs > at:
             values = [r["history"][key][at] for r in runs]
             rows.append(
-                ex.row(name, f"{which} acc, epoch {at}", values, tutorial[at] if same else None)
+                row(name, f"{which} acc, epoch {at}", values, tutorial[at] if same else None)
             )
         rows += [
-            ex.row(
+            row(
                 name,
                 f"{split} acc, end ({epochs} ep)",
                 [r["final"][split] for r in runs],
@@ -171,7 +191,7 @@ def main(argv=None) -> dict:
             )
             for split in ("train", "test")
         ]
-    ex.print_table(
+    print_table(
         f"Tutorial 003, MNIST CSV ({len(x)} train / {len(x_test)} test rows, "
         "full batch): ours vs tutorial",
         rows,
@@ -198,7 +218,7 @@ def main(argv=None) -> dict:
                 args.out / f"accuracy_{stem}.png",
                 x_label=f"epoch (the {which} accuracy the tutorial prints at that epoch)",
                 y_label=f"{which} accuracy (%)",
-                title=f"{name}, U(-0.5, 0.5) init, lr {args.lr}, full batch",
+                title=f"{name}, U(-0.5, 0.5) init, lr {args.lr:g}, full batch",
                 style=style,
             )
         )
@@ -217,35 +237,21 @@ def main(argv=None) -> dict:
             title=f"784-30-20-10 after {args.epochs_deep} epochs: first 32 test rows",
         )
     )
-    metrics = {
-        "script": NAME,
-        "tutorial": "003",
-        "command": ex.command(NAME, argv),
-        "config": {
-            "csv": csv_path,
-            "train_rows": len(x),
-            "test_rows": len(x_test),
-            "lr": args.lr,
-            "epochs": {"784-20-10": args.epochs_small, "784-30-20-10": args.epochs_deep},
-            "init": "uniform(-0.5, 0.5) for w and b",
-            "seeds": ex.seeds(args),
-            "quick": args.quick,
-            "devices": args.devices,
-        },
-        "rows": rows,
-        "runs": {
-            name: [
-                {
-                    "seed": r["seed"],
-                    "final": r["final"],
-                    "history": ex.history_slice(r["history"], 10),
-                }
-                for r in runs
-            ]
-            for name, runs in results.items()
-        },
+    config = {
+        "csv": csv_path,
+        "train_rows": len(x),
+        "test_rows": len(x_test),
+        "lr": args.lr,
+        "epochs": {"784-20-10": args.epochs_small, "784-30-20-10": args.epochs_deep},
+        "init": "uniform(-0.5, 0.5) for w and b",
     }
-    return ex.finish(args.out, metrics, files, timer())
+    metrics = {
+        "tutorial": "003",
+        "config": config,
+        "rows": rows,
+        "runs": ex.records(results, ("seed", "final"), history_every=10),
+    }
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

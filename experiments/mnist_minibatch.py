@@ -31,15 +31,15 @@ then the final runs train on all 60,000 images and report the 10,000 test images
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
-import numpy as np
-import optax
+import common as ex
+from table import print_table, row
 
-import jnet
-from jnet import experiment as ex
-from jnet import plots
+if TYPE_CHECKING:
+    import optax
+
+    import jnet
 
 NAME = "mnist_minibatch"
 
@@ -83,7 +83,8 @@ OVERRIDABLE = ("hidden", "lr", "batch_size", "epochs", "l2", "optimizer", "dropo
 
 
 def parse_args(argv=None):
-    p = ex.parser(NAME, __doc__)
+    epochs = {"default": None, "help": "epochs of every configuration (default: its own)"}
+    p = ex.parser(NAME, __doc__, devices=True, epochs=epochs)
     p.add_argument(
         "--tuned",
         nargs="?",
@@ -103,7 +104,6 @@ def parse_args(argv=None):
     g.add_argument("--hidden", type=ex.positive_int, nargs="+", default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--batch-size", type=ex.positive_int, default=None)
-    g.add_argument("--epochs", type=ex.positive_int, default=None)
     g.add_argument("--l2", type=float, default=None)
     g.add_argument("--optimizer", choices=["sgd", "adam", "momentum"], default=None)
     g.add_argument("--dropout", type=float, nargs=2, default=None, metavar=("INPUT", "HIDDEN"))
@@ -115,10 +115,8 @@ def parse_args(argv=None):
         "--num-seeds", type=ex.positive_int, default=1, help="runs with seeds seed, seed+1, ..."
     )
     quick = {"train_size": 512, "epochs": 2, "hidden": [32, 32]}
-    args = ex.parse(p, argv, quick)
-    if args.tuned and args.out == p.get_default("out"):  # keep the tutorial run's results
-        args.out = ex.RESULTS_DIR / f"{NAME}_tuned"
-    return args
+    # The tuned runs have their own results folder: they never replace the tutorial run's.
+    return ex.parse(p, argv, quick, name=lambda a: f"{NAME}_tuned" if a.tuned else NAME)
 
 
 def configs(args) -> dict[str, dict[str, Any]]:
@@ -139,6 +137,8 @@ def configs(args) -> dict[str, dict[str, Any]]:
 
 
 def network(cfg: dict[str, Any]) -> jnet.Layer:
+    import jnet
+
     init = getattr(jnet.initializers, cfg["init"])()
     layers = []
     drop_in, drop_hidden = cfg["dropout"] or (0.0, 0.0)
@@ -152,17 +152,28 @@ def network(cfg: dict[str, Any]) -> jnet.Layer:
 
 
 def optimizer(cfg: dict[str, Any], steps: int) -> optax.GradientTransformation:
-    """The configuration's optax optimizer; `steps` is the total number of updates."""
+    """The configuration's optax optimizer; `steps` is the total number of updates.
+
+    Each rate goes through `optax.inject_hyperparams`: it lives in the optimizer state,
+    so a divergence error can name it.
+    """
+    import optax
+
+    import jnet
+
     if cfg["optimizer"] == "sgd":
+        sgd = optax.inject_hyperparams(optax.sgd)
         if cfg.get("last_lr") is None:
-            return optax.sgd(cfg["lr"])
+            return sgd(learning_rate=cfg["lr"])
         # Tutorial 004: each Dense has its own rate; the last layer keeps 0.1.
-        return jnet.per_layer(optax.sgd(cfg["lr"]), {-1: optax.sgd(cfg["last_lr"])})
+        return jnet.per_layer(sgd(learning_rate=cfg["lr"]), {-1: sgd(learning_rate=cfg["last_lr"])})
     # One cycle: linear warm-up over the first 30% of the steps, then cosine down to ~0.
     schedule = optax.cosine_onecycle_schedule(steps, cfg["lr"], pct_start=0.3)
     if cfg["optimizer"] == "momentum":
-        return optax.sgd(schedule, momentum=0.9, nesterov=True)
-    return optax.adam(schedule)
+        return optax.inject_hyperparams(optax.sgd)(
+            learning_rate=schedule, momentum=0.9, nesterov=True
+        )
+    return optax.inject_hyperparams(optax.adam)(learning_rate=schedule)
 
 
 def describe(cfg: dict[str, Any]) -> str:
@@ -180,8 +191,14 @@ def describe(cfg: dict[str, Any]) -> str:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    import jax  # after the flags: --help and a bad flag answer without loading JAX
+    import numpy as np
+    import plots
+
+    import jnet.data
+
     timer = ex.Timer()
-    (x, y), (x_test, y_test) = ex.load_mnist(args.data_dir, args.train_size)
+    (x, y), (x_test, y_test) = jnet.data.mnist_flat(args.data_dir, train_size=args.train_size)
     eval_name = "test"
     if args.val_size is not None:  # tuning: never look at the test set
         (x, y), (x_test, y_test) = jnet.data.train_val_split(
@@ -199,20 +216,22 @@ def main(argv=None) -> dict:
         for seed in ex.seeds(args):
             print(f"{name}, seed {seed}: {describe(cfg)}")
             t = ex.Timer()
-            params, history = jnet.fit(
-                net,
-                loss,
-                optimizer(cfg, steps),
-                x,
-                y,
-                epochs=cfg["epochs"],
-                batch_size=cfg["batch_size"],
-                key=jax.random.key(seed),
-                l2=cfg["l2"],
-                validation=(x_test, y_test),
-                mesh=mesh,
-                progress=not args.no_progress,
-            )
+            with ex.naming_rates(describe(cfg)):
+                params, history = jnet.fit(
+                    net,
+                    loss,
+                    optimizer(cfg, steps),
+                    x,
+                    y,
+                    epochs=cfg["epochs"],
+                    batch_size=cfg["batch_size"],
+                    key=jax.random.key(seed),
+                    l2=cfg["l2"],
+                    validation=(x_test, y_test),
+                    mesh=mesh,
+                    progress=not args.no_progress,
+                    log_dir=ex.log_dir(args, f"{name}-seed{seed}"),
+                )
             seconds = t()
             final = jnet.evaluate(net, loss, params, x_test, y_test)
             train = jnet.evaluate(net, loss, params, x, y)
@@ -237,7 +256,7 @@ def main(argv=None) -> dict:
         run = f"{name}: {describe(cfg)}"
         note = {"tutorial": "tutorial not run (no number)"}.get(name, "target, not a tutorial")
         rows.append(
-            ex.row(
+            row(
                 run,
                 f"{eval_name} acc ({len(x_test)})",
                 [r["final"][eval_name] for r in runs],
@@ -245,9 +264,9 @@ def main(argv=None) -> dict:
                 note=note,
             )
         )
-        rows.append(ex.row(run, f"train acc ({len(x)})", [r["final"]["train"] for r in runs], None))
+        rows.append(row(run, f"train acc ({len(x)})", [r["final"]["train"] for r in runs], None))
         rows.append(
-            ex.row(
+            row(
                 run,
                 "training time (s)",
                 [r["seconds"] for r in runs],
@@ -256,7 +275,7 @@ def main(argv=None) -> dict:
                 note=ex.device_info()["device_kind"] + "; the first seed includes compiling",
             )
         )
-    ex.print_table(f"Tutorial 004, MNIST minibatch: ours vs tutorial ({eval_name} set)", rows)
+    print_table(f"Tutorial 004, MNIST minibatch: ours vs tutorial ({eval_name} set)", rows)
 
     files = []
     for name, runs in results.items():
@@ -290,34 +309,19 @@ def main(argv=None) -> dict:
             title=f"{name}: misclassified {eval_name} images",
         )
     )
-    metrics = {
-        "script": NAME if args.tuned is None else f"{NAME}_tuned",
-        "tutorial": "004",
-        "command": ex.command(NAME, argv),
-        "config": {
-            "configs": configs(args),
-            "train_size": len(x),
-            "eval_set": eval_name,
-            "eval_size": len(x_test),
-            "seeds": ex.seeds(args),
-            "quick": args.quick,
-            "devices": args.devices,
-        },
-        "rows": rows,
-        "runs": {
-            name: [
-                {
-                    "seed": r["seed"],
-                    "final": r["final"],
-                    "seconds": r["seconds"],
-                    "history": r["history"],
-                }
-                for r in runs
-            ]
-            for name, runs in results.items()
-        },
+    config = {
+        "configs": configs(args),
+        "train_size": len(x),
+        "eval_set": eval_name,
+        "eval_size": len(x_test),
     }
-    return ex.finish(args.out, metrics, files, timer())
+    metrics = {
+        "tutorial": "004",
+        "config": config,
+        "rows": rows,
+        "runs": ex.records(results, ("seed", "final", "seconds")),
+    }
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ printed no result (the notebook was not run): we print the truth table.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+import common as ex
+from table import print_table, row
 
-import jnet
-from jnet import data, plots
-from jnet import experiment as ex
+if TYPE_CHECKING:
+    import optax
+
+    import jnet
 
 NAME = "xor"
 HIDDEN = 3  # tutorial: hiddenLayerSize = 3
@@ -37,8 +37,8 @@ NUMPY_SEED = 42  # tutorial: RANDOM_SEED = 42; np.random.seed(RANDOM_SEED)
 
 
 def parse_args(argv=None):
-    p = ex.parser(NAME, __doc__, devices=False)  # nothing to split: tiny full batches
-    p.add_argument("--epochs", type=ex.positive_int, default=EPOCHS, help="full-batch epochs")
+    epochs = {"default": EPOCHS, "help": "full-batch epochs (default: %(default)s)"}
+    p = ex.parser(NAME, __doc__, data=False, epochs=epochs)  # its 4 examples are built in
     p.add_argument(
         "--lr",
         type=float,
@@ -50,12 +50,18 @@ def parse_args(argv=None):
 
 
 def network() -> jnet.Layer:
+    import jnet
+
     u01 = jnet.initializers.uniform(0.0, 1.0)  # tutorial: np.random.uniform(size=...)
     return jnet.serial(jnet.dense(HIDDEN, u01), jnet.sigmoid(), jnet.dense(1, u01))
 
 
 def optimizer(lr: float, biases: bool) -> optax.GradientTransformation:
-    sgd = optax.sgd(lr)
+    import jax
+    import optax
+
+    # inject_hyperparams keeps the rate in the optimizer state: a divergence error names it.
+    sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
     if biases:
         return sgd
 
@@ -69,6 +75,9 @@ def optimizer(lr: float, biases: bool) -> optax.GradientTransformation:
 
 def numpy_init(dtype) -> tuple:
     """The tutorial's weights: np.random.seed(42), uniform (2, 3) then (3, 1); no biases."""
+    import jax.numpy as jnp
+    import numpy as np
+
     rng = np.random.RandomState(NUMPY_SEED)
     w_hidden, w_output = rng.uniform(size=(2, HIDDEN)), rng.uniform(size=(HIDDEN, 1))
     dense = lambda w: {"w": jnp.asarray(w, dtype), "b": jnp.zeros(w.shape[1], dtype)}
@@ -77,12 +86,18 @@ def numpy_init(dtype) -> tuple:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    import jax  # after the flags: --help and a bad flag answer without loading JAX
+    import numpy as np
+    import plots
+
+    import jnet.data
+
     timer = ex.Timer()
-    x, y = data.xor()
+    x, y = jnet.data.xor()
     net, loss = network(), jnet.mean_squared_error
     lr = args.lr * len(x) / 2  # summed half squared error -> mean squared error
     print(
-        f"XOR 2-{HIDDEN}-1, lr {args.lr} (tutorial units) = {lr:g} on jnet's MSE, "
+        f"XOR 2-{HIDDEN}-1, lr {args.lr:g} (tutorial units) = {lr:g} on jnet's MSE, "
         f"{args.epochs} epochs in one compiled call"
     )
     starts = [("no bias, tutorial's init", False, args.seed, numpy_init(x.dtype))]
@@ -102,6 +117,7 @@ def main(argv=None) -> dict:
             params=params0,
             epochs_per_call=args.epochs,
             progress=not args.no_progress,
+            log_dir=ex.log_dir(args, label.replace(",", "")),
         )
         seconds = t()
         out = jnet.predict(net, params, x)[:, 0]
@@ -139,11 +155,11 @@ def main(argv=None) -> dict:
     ):
         run = f"XOR 2-{HIDDEN}-1 {variant}"
         rows += [
-            ex.row(
+            row(
                 run, "final MSE", [r["mse"] for r in group], None, unit="", note="tutorial: not run"
             ),
-            ex.row(run, "truth table right (of 4)", [r["correct"] for r in group], None, unit=""),
-            ex.row(
+            row(run, "truth table right (of 4)", [r["correct"] for r in group], None, unit=""),
+            row(
                 run,
                 f"seconds for {args.epochs} epochs",
                 [r["seconds"] for r in group],
@@ -152,7 +168,7 @@ def main(argv=None) -> dict:
                 note="one compiled call, compile included",
             ),
         ]
-    ex.print_table(f"Tutorial 004, XOR ({args.epochs} full-batch epochs): ours", rows)
+    print_table(f"Tutorial 004, XOR ({args.epochs} full-batch epochs): ours", rows)
 
     every = max(1, args.epochs // 2000)  # plot 2000 points at most: a small PNG
     thin = lambda h: {k: v[every - 1 :: every] for k, v in h.items()}
@@ -164,28 +180,23 @@ def main(argv=None) -> dict:
             title=f"XOR 2-{HIDDEN}-1, MSE; accuracy = outputs rounded at 0.5",
         )
     ]
+    config = {
+        "hidden": HIDDEN,
+        "lr_tutorial_units": args.lr,
+        "lr_jnet_mse": lr,
+        "epochs": args.epochs,
+        "init": "uniform(0, 1)",
+        "numpy_seed": NUMPY_SEED,
+    }
+    keys = ("label", "biases", "seed", "seconds", "mse", "correct", "outputs")
     metrics = {
-        "script": NAME,
         "tutorial": "004",
-        "command": ex.command(NAME, argv),
-        "config": {
-            "hidden": HIDDEN,
-            "lr_tutorial_units": args.lr,
-            "lr_jnet_mse": lr,
-            "epochs": args.epochs,
-            "init": "uniform(0, 1)",
-            "numpy_seed": NUMPY_SEED,
-            "seeds": ex.seeds(args),
-            "quick": args.quick,
-        },
+        "config": config,
         "rows": rows,
-        "runs": [
-            {k: r[k] for k in ("label", "biases", "seed", "seconds", "mse", "correct", "outputs")}
-            for r in runs
-        ],
+        "runs": [{k: r[k] for k in keys} for r in runs],
         "truth_table": {"x": x, "y": y[:, 0], **{r["label"]: r["outputs"] for r in shown}},
     }
-    return ex.finish(args.out, metrics, files, timer())
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

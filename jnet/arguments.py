@@ -1,4 +1,4 @@
-"""Checks of the plain Python arguments of `fit`, `evaluate` and `predict`.
+"""Checks of the plain Python arguments of `fit`, `evaluate` and `predict` (and of flags).
 
 A wrong count, key or optimizer should fail at the call with its name and what was
 expected, not as a ZeroDivisionError or an AttributeError from deep inside.
@@ -6,6 +6,7 @@ expected, not as a ZeroDivisionError or an AttributeError from deep inside.
 
 from __future__ import annotations
 
+import argparse
 import numbers
 from typing import Any
 
@@ -27,6 +28,21 @@ def positive_int(where: str, name: str, value: Any, *, optional: bool = False) -
             + (" or None" if optional else "")
             + f"; got {value!r}"
         )
+
+
+def positive_int_flag(text: str) -> int:
+    """argparse `type=` for a count flag (`python -m jnet.distributed --processes N`): int >= 1.
+
+    `positive_int`'s rule, reported the argparse way (the flag's name, exit status 2).
+    """
+    try:
+        value = int(text)
+        positive_int("flag", "value", value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer (1 or more), got {text!r}"
+        ) from None
+    return value
 
 
 def prng_key(where: str, key: Any) -> None:

@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from jnet.experiment import positive_int
+from jnet.arguments import positive_int_flag as positive_int
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -40,12 +40,8 @@ LOSS = jnet.softmax_cross_entropy
 
 def mnist_subset(data_dir: str, n_train: int, n_val: int):
     """float32 images (N, 784) in [0, 1] and int32 labels: the first N of each split."""
-    (x, y), (xv, yv) = jnet.data.mnist(pathlib.Path(data_dir) / "mnist", download=False)
-    prep = lambda a: jnet.data.scale(jnet.data.flatten(a)).astype(np.float32)
-    return (prep(x[:n_train]), y[:n_train].astype(np.int32)), (
-        prep(xv[:n_val]),
-        yv[:n_val].astype(np.int32),
-    )
+    (x, y), (xv, yv) = jnet.data.mnist_flat(data_dir, train_size=n_train, test_size=n_val)
+    return (x, y.astype(np.int32)), (xv, yv.astype(np.int32))
 
 
 def run_fit(x, y, validation, *, epochs, batch_size, mesh=None, checkpoint_dir=None):

@@ -28,9 +28,7 @@ def tutorial_net(hidden: int = 512):
 @pytest.fixture(scope="module")
 def mnist(data_dir):
     """The first 5000 training and 2000 test images, (N, 784) float32 in [0, 1]."""
-    (x_train, y_train), (x_test, y_test) = data.mnist(data_dir, download=False)
-    prep = lambda x: data.scale(data.flatten(x))
-    return (prep(x_train[:5000]), y_train[:5000]), (prep(x_test[:2000]), y_test[:2000])
+    return data.mnist_flat(data_dir, train_size=5000, test_size=2000)
 
 
 # --- learning ----------------------------------------------------------------------------

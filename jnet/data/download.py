@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from tqdm.auto import tqdm
 
 from jnet.data.errors import DataError, file_error
-from jnet.data.paths import dataset_dir, where_to_put
+from jnet.data.paths import dataset_dir, named_folder, where_to_put
 
 # The mirror that the TFDS MNIST builder and the JAX examples download from.
 DEFAULT_MIRROR = "https://storage.googleapis.com/cvdf-datasets/mnist/"
@@ -152,6 +152,8 @@ def download_mnist(
     Returns:
       The folder holding the files.
     """
+    if data_dir is None:
+        named_folder()  # a $JNET_DATA_DIR that does not exist is an error, never created
     folder = dataset_dir("mnist", data_dir, MNIST_SHA256)
     given = "mirror=" if mirror else f"${MIRROR_ENV}="  # name where a bad one came from
     mirror = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR

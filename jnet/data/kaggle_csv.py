@@ -161,14 +161,15 @@ def mnist_to_csv(
     """A Kaggle-layout CSV made from MNIST train: `num_rows` rows in a seeded shuffle.
 
     Kaggle's digit-recognizer `train.csv` has 42,000 labelled rows; this makes a stand-in
-    with the same layout and size from the MNIST training set (see `jnet.data.mnist`).
+    with the same layout and size from the MNIST training set, found by the rule of
+    `jnet.data.mnist_flat` (a named `data_dir` must exist; only the cache downloads).
 
     Returns:
       `path` as a Path.
     """
-    from jnet.data.mnist_dataset import mnist  # here, not at the top: CSV needs no MNIST
+    from jnet.data.mnist_dataset import mnist_by_rule  # here: reading a CSV needs no MNIST
 
-    (x, y), _ = mnist(data_dir)
+    (x, y), _ = mnist_by_rule(data_dir)
     if not 0 < num_rows <= len(x):
         raise ValueError(f"num_rows must be in 1..{len(x)}, got {num_rows}")
     idx = np.random.default_rng(seed).permutation(len(x))[:num_rows]

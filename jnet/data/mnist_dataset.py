@@ -1,4 +1,9 @@
-"""`mnist()`: the four MNIST IDX files as numpy arrays, downloaded and checked if needed."""
+"""MNIST from its four IDX files: `mnist()` reads them, `mnist_flat()` readies them for an MLP.
+
+`mnist_flat` is the one loading path of jnet's experiments, benchmarks and tests, with one
+rule for where the files are: a folder you name (`data_dir`, else `$JNET_DATA_DIR`) must
+exist and hold them; only the user cache (`~/.cache/jnet/mnist`) is downloaded into.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import numpy as np
 from jnet.data.download import MNIST_RAW_SHA256, MNIST_SHA256, download_mnist, verify_sha256
 from jnet.data.errors import DataError
 from jnet.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from jnet.data.paths import dataset_dir, where_to_put
+from jnet.data.paths import dataset_dir, named_folder, where_to_put
+from jnet.data.preprocess import flatten, scale
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -77,6 +83,8 @@ def mnist(
       DataError: a file is missing (and cannot be downloaded), corrupt or has the wrong
         layout; the message names the file and the problem.
     """
+    if data_dir is None:
+        named_folder()  # a $JNET_DATA_DIR that does not exist is an error, never created
     folder = dataset_dir("mnist", data_dir, _ALL_NAMES)
     if source == "tfds":
         from jnet.data.tfds_source import tfds_mnist  # lazy: TensorFlow is slow to import
@@ -103,3 +111,36 @@ def mnist(
             f"{test[0].shape[1:]}: they must agree"
         )
     return train, test
+
+
+def mnist_by_rule(data_dir: str | os.PathLike | None = None) -> tuple[Split, Split]:
+    """`mnist()` by the one rule: a named folder must hold the files; the cache downloads.
+
+    Raises:
+      DataError: `data_dir` (or `$JNET_DATA_DIR`) does not exist, or lacks the files.
+    """
+    named = named_folder(data_dir)
+    return mnist(named, download=named is None)
+
+
+def mnist_flat(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    dtype: np.dtype | type = np.float32,
+) -> tuple[Split, Split]:
+    """MNIST ready for an MLP: flattened, scaled to [0, 1]; the first `train_size`/`test_size`.
+
+    The one loading path of jnet's experiments, benchmarks and tests. Where the files are:
+    `data_dir`, else `$JNET_DATA_DIR`: a folder you name must exist and hold the four files
+    (or an `mnist/` sub-folder that does), and nothing is downloaded into it; else the user
+    cache (`~/.cache/jnet/mnist`), where missing files are downloaded.
+
+    Returns:
+      `(x_train, y_train), (x_test, y_test)`: x `dtype` (N, 784) in [0, 1], y int64 (N,);
+      `x.reshape(-1, 28, 28)` gives the images back for plotting.
+    """
+    (x, y), (xt, yt) = mnist_by_rule(data_dir)
+    x, y, xt, yt = x[:train_size], y[:train_size], xt[:test_size], yt[:test_size]
+    return (scale(flatten(x), dtype), y), (scale(flatten(xt), dtype), yt)

@@ -3,6 +3,10 @@
 The user cache is `$XDG_CACHE_HOME/jnet/<name>`, or `~/.cache/jnet/<name>` when
 `XDG_CACHE_HOME` is unset. `JNET_DATA_DIR` names a folder that holds one sub-folder per
 dataset (`mnist/`, `catvnoncat/`), like `shared/data` in this project.
+
+A folder that was named (`data_dir`, or `$JNET_DATA_DIR`) is the user's: `named_folder`
+refuses one that does not exist rather than create it, and the one loading path of the
+experiments, benchmarks and tests (`jnet.data.mnist_flat`) downloads only into the cache.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import os
 import pathlib
 from collections.abc import Iterable
+
+from jnet.data.errors import DataError
 
 DATA_DIR_ENV = "JNET_DATA_DIR"
 
@@ -48,6 +54,31 @@ def dataset_dir(
     if env:
         return pathlib.Path(env).expanduser() / name
     return cache_dir() / name
+
+
+def data_root() -> pathlib.Path:
+    """The folder holding one sub-folder per dataset: `$JNET_DATA_DIR`, else `cache_dir()`."""
+    env = os.environ.get(DATA_DIR_ENV)
+    return pathlib.Path(env).expanduser() if env else cache_dir()
+
+
+def named_folder(data_dir: str | os.PathLike | None = None) -> pathlib.Path | None:
+    """The folder the user named, `data_dir` or else `$JNET_DATA_DIR`; None if neither is set.
+
+    Raises:
+      DataError: the named folder does not exist (it is never created: a typo in a path
+        must not start a download into a new folder).
+    """
+    if data_dir is not None:
+        folder, what = pathlib.Path(data_dir).expanduser(), "data_dir"
+    elif os.environ.get(DATA_DIR_ENV):
+        folder, what = pathlib.Path(os.environ[DATA_DIR_ENV]).expanduser(), f"${DATA_DIR_ENV}"
+    else:
+        return None
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise DataError(f"{what}: {folder} {state}; a data folder you name is never created")
+    return folder
 
 
 def where_to_put(folder: pathlib.Path, names: Iterable[str], dataset: str) -> str:

@@ -58,6 +58,7 @@ def test_mnist_real_files(real_mnist):
     assert x_train.flags.writeable
 
 
+@pytest.mark.slow  # reads all of MNIST twice
 def test_mnist_root_folder_and_env_resolve_to_mnist_subfolder(data_dir, real_mnist, monkeypatch):
     (x_train, _), _ = data.mnist(data_dir, download=False)  # a root with mnist/ inside
     np.testing.assert_array_equal(x_train, real_mnist[0][0])

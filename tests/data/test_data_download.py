@@ -70,6 +70,7 @@ def closed_port_url():
     return f"http://127.0.0.1:{port}/"  # nothing listens here now: connection refused
 
 
+@pytest.mark.slow  # serves and checks all four files
 def test_download_missing_files_then_load(mirror, data_dir, tmp_path):
     folder = tmp_path / "mnist"
     (x_train, y_train), (x_test, y_test) = data.mnist(folder, mirror=mirror + "/good/")

@@ -1,0 +1,144 @@
+"""experiments/*.py: every script's --quick run prints its table, writes metrics.json and PNGs.
+
+The scripts are imported by name (conftest.py puts experiments/ on sys.path) and their
+`main(argv)` run in-process, as flax's train_test.py runs one tiny epoch: the same code
+path as the full runs, on tiny sizes. Also: any MNIST-layout folder via --data-dir, and
+results.py. The flags themselves are tested in test_experiment_flags.py.
+"""
+
+import importlib
+import json
+import pathlib
+import re
+
+import common as ex
+import numpy as np
+import pytest
+import table
+from plots import is_png
+
+from jnet import data
+
+EXPERIMENTS = pathlib.Path(__file__).resolve().parents[2] / "experiments"
+# Every script with a main() but the speed run (tested in tests/benchmarks: it wants a GPU).
+SCRIPTS = sorted(
+    p.stem
+    for p in EXPERIMENTS.glob("*.py")
+    if "\nif __name__ ==" in p.read_text() and p.stem not in ("speedrun", "results")
+)
+NEEDS_DATA = {"mnist_two_layer", "mnist_csv", "mnist_minibatch", "cat_classifier"}
+METRIC_KEYS = {"script", "tutorial", "command", "config", "rows", "files", "seconds", "device"}
+TABLE_HEADER = ["run", "metric", "ours", "tutorial", "note"]
+
+
+LONG_FLOAT = re.compile(r"\d\.\d{7,}")  # e.g. 0.9150000214576721: not rounded for people
+
+
+def load_script(name: str):
+    return importlib.import_module(name)
+
+
+def run_quick(name, tmp_path, capsys, *extra, data_dir=None):
+    argv = ["--quick", "--no-progress", "--out", str(tmp_path), *extra]
+    if data_dir is not None:
+        argv += ["--data-dir", str(data_dir)]
+    metrics = load_script(name).main(argv)
+    return metrics, capsys.readouterr().out
+
+
+def check_outputs(metrics, out, folder: pathlib.Path):
+    """The printed table, metrics.json and the PNG files of one run."""
+    assert not LONG_FLOAT.search(out), LONG_FLOAT.search(out)
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == TABLE_HEADER)
+    assert set(lines[header + 1]) <= {"-", " "}  # the rule under the header
+    assert len(lines) > header + 2
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(saved)
+    assert saved["rows"] and all(set(table.COLUMNS) <= set(r) for r in saved["rows"])
+    assert saved["config"].get("quick", True)
+    for row in saved["rows"]:  # every row is printed
+        assert any(row["run"] in line and row["metric"] in line for line in lines), row
+    assert saved["files"]
+    if saved["script"] != "activations":  # every training run logs its epochs as it goes
+        logs = list(folder.glob("logs/**/metrics.jsonl"))
+        assert logs and all(json.loads(f.read_text().splitlines()[-1])["epoch"] for f in logs)
+    for name in saved["files"]:
+        assert name.endswith(".png") and is_png(folder / name), name
+    assert saved["rows"] == json.loads(json.dumps(ex._jsonable(metrics["rows"])))
+
+
+# activations trains nothing: its quick run is the fast path's check of the whole write path.
+QUICK = [n if n == "activations" else pytest.param(n, marks=pytest.mark.slow) for n in SCRIPTS]
+
+
+@pytest.mark.parametrize("name", QUICK)
+def test_quick_run(name, tmp_path, capsys, request):
+    data_dir = request.getfixturevalue("data_dir") if name in NEEDS_DATA else None
+    metrics, out = run_quick(name, tmp_path, capsys, data_dir=data_dir)
+    check_outputs(metrics, out, tmp_path)
+
+
+@pytest.mark.slow
+def test_quick_tuned(tmp_path, capsys, data_dir):
+    metrics, out = run_quick("mnist_minibatch", tmp_path, capsys, "--tuned", data_dir=data_dir)
+    check_outputs(metrics, out, tmp_path)
+    assert set(metrics["runs"]) == {"tuned-plain", "tuned-dropout"}
+    assert "98.8%" in out and "98.5%" in out  # the targets beside our numbers
+
+
+@pytest.mark.slow
+def test_any_mnist_layout_folder(tmp_path, capsys):
+    """A tiny fake MNIST in IDX layout (not the original files) runs end to end."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fake"
+    folder.mkdir()
+    for stem, n in (("train", 120), ("t10k", 60)):
+        data.write_idx(
+            folder / f"{stem}-images-idx3-ubyte.gz",
+            rng.integers(0, 256, (n, 28, 28), dtype=np.uint8),
+        )
+        data.write_idx(folder / f"{stem}-labels-idx1-ubyte", rng.integers(0, 10, n, np.uint8))
+    out_dir = tmp_path / "out"
+    metrics, out = run_quick("mnist_two_layer", out_dir, capsys, data_dir=folder)
+    check_outputs(metrics, out, out_dir)
+    assert metrics["config"]["train_size"] == 100 and metrics["config"]["test_size"] == 50
+    assert "test acc (all 60)" in out  # every test image of the fake set
+
+
+@pytest.mark.slow
+def test_results_md(tmp_path, capsys):
+    results = tmp_path / "results"
+    run_quick("xor", results / "xor", capsys)
+    run_quick("activations", results / "activations", capsys)
+    report = load_script("results")
+    md = tmp_path / "docs" / "results.md"
+    with pytest.raises(SystemExit, match="no metrics.json"):  # quick runs are left out
+        report.main(["--results", str(results), "--out", str(md)])
+    report.main(["--results", str(results), "--out", str(md), "--include-quick"])
+    text = md.read_text()
+    assert text.index("Tutorial 004: XOR") < text.index("activation functions")
+    assert "| run | metric | ours | tutorial | note |" in text
+    assert "python experiments/xor.py --quick" in text
+
+
+@pytest.mark.slow
+def test_devices_flag(tmp_path, data_dir):
+    """--devices 2 trains data-parallel over 2 (forced host) CPU devices: a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    script = EXPERIMENTS / "mnist_two_layer.py"
+    argv = ["--quick", "--no-progress", "--devices", "2", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [sys.executable, str(script), *argv, "--data-dir", str(data_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["config"]["devices"] == 2 and saved["device"]["device_count"] == 2
