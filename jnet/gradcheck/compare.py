@@ -15,7 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.gradcheck.probes import RETRY_SUPPORT, TINY, Probe, judge, line_values, unit_direction
+from jnet.gradcheck.probes import (
+    RETRY_SUPPORT,
+    STEPS,
+    TINY,
+    Probe,
+    judge,
+    line_values,
+    unit_direction,
+)
 from jnet.gradcheck.report import VJPRow
 from jnet.gradcheck.tolerances import Tolerances, fd_dtype
 
@@ -181,15 +189,17 @@ def _probe(evaluate, x_fd, base, i, grads, cots, eps, tol, rng) -> tuple[list[Pr
             vs = [cots[j] if j in which else None for j in range(len(grads))]
             return line_values(along, base, h, vs, eps)
 
-        coarse = values(tol.fd_eps, pending)
         analytic = {j: float(np.sum(grads[j] * u)) for j in pending}
-        for j in pending:
-            result[j] = judge(analytic[j], coarse[j], scales[j], tol.fd_tol)
-        missed = [j for j in pending if result[j].status != "ok"]
-        if missed:  # again at a quarter of the step: tells a kink from an error
-            finer = values(tol.fd_eps / 4, missed)
+        diffs: dict[int, list] = {j: [] for j in pending}
+        missed = list(pending)
+        for fraction in STEPS:  # shrink the step only for the outputs that missed
+            step = values(tol.fd_eps * fraction, missed)
             for j in missed:
-                result[j] = judge(analytic[j], coarse[j], scales[j], tol.fd_tol, finer[j])
+                diffs[j].append(step[j])
+                result[j] = judge(analytic[j], diffs[j], scales[j], tol.fd_tol)
+            missed = [j for j in missed if result[j].status != "ok"]
+            if not missed:
+                break
         still = [j for j in pending if result[j].status == "kink"]
         avoided += (len(pending) - len(still)) if support < 1.0 else 0
         pending = still

@@ -75,34 +75,36 @@ def line_values(
 
 def judge(
     analytic: float,
-    diffs: tuple[float, float, float, float],
+    diffs: list[tuple[float, float, float, float]],
     scale: float,
     fd_tol: float,
-    finer: tuple[float, float, float, float] | None = None,
 ) -> Probe:
-    """Compares `<vjp(v), u>` with a central difference, telling kinks from errors.
+    """Compares `<vjp(v), u>` with central differences at shrinking steps (`STEPS`).
 
-    `scale` is the typical size of `<g, u>` for this gradient (its norm over the square root
-    of its size), so a direction nearly orthogonal to the gradient is not judged to a
-    relative tolerance of a value that is almost zero. `finer` holds the same differences at
-    a quarter of the step, taken when the first miss: a real error stays as the step
-    shrinks, and so does the slope jump of a kink at the point itself, while curvature's
-    share of `forward - backward` shrinks with the step (and a kink near the point usually
-    leaves the smaller interval).
+    `diffs` holds `line_values` at each step taken so far; the verdict is "ok" as soon as one
+    agrees. Two disagreeing steps are told apart: on a smooth function the central difference
+    has converged (the miss stays put: an error) and the one-sided slopes agree up to a
+    curvature term that shrinks with the step. At a kink the slopes either side keep
+    differing (or their gap grows, for a jump in a gradient) or the central difference moves
+    as the kink enters or leaves the interval: the miss is the kink's, not the gradient's.
+    `scale` is the typical size of `<g, u>` (the gradient's norm over the square root of its
+    size), so a direction nearly orthogonal to the gradient is not judged to a relative
+    tolerance of a value that is almost zero.
     """
-    central, forward, backward, noise = diffs
-    miss = abs(analytic - central)
-    denom = max(abs(analytic), abs(central), scale, TINY)
-    if miss <= fd_tol * denom + noise:
-        return Probe(miss / denom, "ok")
-    if finer is None:
-        return Probe(miss / denom, "fail")
-    central2, forward2, backward2, noise2 = finer
-    miss2 = abs(analytic - central2)
-    denom2 = max(abs(analytic), abs(central2), scale, TINY)
-    if miss2 <= fd_tol * denom2 + noise2:
-        return Probe(miss2 / denom2, "ok")
-    jump, jump2 = abs(forward - backward), abs(forward2 - backward2)
-    if jump2 >= miss2 and jump2 >= 0.5 * jump:  # a jump in slope that does not shrink
-        return Probe(miss2 / denom2, "kink")
-    return Probe(miss2 / denom2, "fail")
+    seen = []
+    for central, forward, backward, noise in diffs:
+        miss = abs(analytic - central)
+        denom = max(abs(analytic), abs(central), scale, TINY)
+        if miss <= fd_tol * denom + noise:
+            return Probe(miss / denom, "ok")
+        seen.append((miss, abs(forward - backward), fd_tol * denom + noise, miss / denom))
+    if len(seen) < 2:
+        return Probe(seen[-1][3], "fail")
+    (miss1, jump1, _, _), (miss2, jump2, limit2, err2) = seen[-2], seen[-1]
+    slopes_agree = jump2 <= limit2 or jump2 <= 0.5 * jump1  # agree, or only curvature
+    converged = abs(miss2 - miss1) <= 0.25 * max(miss1, miss2)
+    return Probe(err2, "fail" if slopes_agree and converged else "kink")
+
+
+# Steps tried, as fractions of fd_eps, until the difference agrees with the VJP.
+STEPS = (1.0, 0.25, 0.0625)

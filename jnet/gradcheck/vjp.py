@@ -59,7 +59,7 @@ def check_vjp(
     fd_eps: float | None = None,
     name: str | None = None,
     names: Sequence[str] | None = None,
-    jit: bool = True,
+    jit: bool = False,
 ) -> VJPReport:
     """Checks the VJP JAX would use for `f(*args)` against autodiff and finite differences.
 
