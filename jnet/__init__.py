@@ -1,12 +1,14 @@
 """jnet: neural networks with hand-written forward and backward passes, on JAX."""
 
 from jnet import initializers as initializers
+from jnet import testing as testing
 from jnet.evaluation import accuracy as accuracy
 from jnet.evaluation import evaluate as evaluate
 from jnet.evaluation import predict as predict
 from jnet.gradcheck import GradientCheckError as GradientCheckError
 from jnet.gradcheck import GradientReport as GradientReport
 from jnet.gradcheck import check_gradients as check_gradients
+from jnet.gradcheck import check_vjp as check_vjp
 from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError
 from jnet.layers import dense as dense

@@ -1,4 +1,12 @@
-"""`python -m jnet.gradcheck`: checks every registry case, prints a table, exits 1 on failure."""
+"""`python -m jnet.gradcheck`: checks registry cases, or a user's layer factory.
+
+    python -m jnet.gradcheck                       # every built-in case (float64)
+    python -m jnet.gradcheck dense relu            # some of them
+    python -m jnet.gradcheck mypkg.layers:my_layer --input-shape 8,16 [--loss NAME]
+
+Prints the tables; exits 0 when every check holds, 1 otherwise (naming the failing
+layers), 2 on a usage error.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +18,92 @@ import jax.numpy as jnp
 
 from jnet.gradcheck import TOLERANCES, GradientReport
 from jnet.gradcheck.registry import CASES, check_case
+from jnet.gradcheck.user import LOSSES, check_layer, load_factory
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 8,16; got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1; got {text!r}")
+    return shape
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jnet.gradcheck",
-        description="Check every built-in layer, loss and tutorial architecture's hand-written "
-        "gradient against jax.grad and finite differences.",
+        description="Check hand-written gradients against jax.grad and finite differences: "
+        "every built-in layer, loss and tutorial architecture, or your own layer factory "
+        "(MODULE:FACTORY, called with no arguments), as a whole and layer by layer.",
     )
     parser.add_argument("--dtype", default="float64", choices=sorted(TOLERANCES))
-    parser.add_argument("cases", nargs="*", help=f"default: all of {', '.join(CASES)}")
+    parser.add_argument(
+        "--input-shape", type=_shape, help="for MODULE:FACTORY: input shape with batch, e.g. 8,16"
+    )
+    parser.add_argument(
+        "--loss", default="mean_squared_error", choices=sorted(LOSSES),
+        help="for MODULE:FACTORY (default mean_squared_error against random targets)",
+    )  # fmt: skip
+    parser.add_argument("--order", type=int, default=1, choices=(1, 2), help="2: also HVPs")
+    parser.add_argument("--probes", type=int, default=2, help="random projections per layer")
+    parser.add_argument("--training", action="store_true", help="pass a key (dropout, stats)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "cases",
+        nargs="*",
+        help=f"MODULE:FACTORY, or registry cases (default all: {', '.join(CASES)})",
+    )
     args = parser.parse_args(argv)
-    unknown = [name for name in args.cases if name not in CASES]
+    factories = [c for c in args.cases if ":" in c]
+    if args.probes < 1:
+        parser.error(f"--probes must be >= 1; got {args.probes}")
+    if factories and len(factories) != len(args.cases):
+        parser.error("give either MODULE:FACTORY specs or registry case names, not both")
+    if factories and args.input_shape is None:
+        parser.error("MODULE:FACTORY needs --input-shape, e.g. --input-shape 8,16")
+    unknown = [name for name in args.cases if name not in CASES and ":" not in name]
     if unknown:  # argparse `choices` would print all names on every usage line
         known = ", ".join(map(repr, CASES))  # quoted: some names hold spaces
         parser.error(f"unknown case(s) {', '.join(map(repr, unknown))}; known cases: {known}")
     jax.config.update("jax_enable_x64", True)
-    rows = []
-    for name in args.cases or CASES:
-        rows += check_case(name, jnp.dtype(args.dtype), raise_on_failure=False).rows
-    report = GradientReport(rows)
-    print(report.table())
-    failed = sum(not r.passed for r in rows)
-    print(f"\n{len(rows) - failed} passed, {failed} failed ({args.dtype})")
+    dtype = jnp.dtype(args.dtype)
+    options = dict(order=args.order, probes=args.probes, raise_on_failure=False)
+    reports = []
+    if factories:
+        for spec in factories:
+            try:
+                layer = load_factory(spec)
+            except ValueError as e:
+                parser.error(str(e))
+            reports.append(
+                check_layer(
+                    layer,
+                    args.input_shape,
+                    loss=args.loss,
+                    dtype=dtype,
+                    training=args.training,
+                    seed=args.seed,
+                    name=spec,
+                    **options,
+                )  # fmt: skip
+            )
+    else:
+        reports = [
+            check_case(name, dtype, seed=args.seed, **options) for name in args.cases or CASES
+        ]
+    report = GradientReport(
+        [r for rep in reports for r in rep.rows],
+        [r for rep in reports for r in rep.layers],
+        [r for rep in reports for r in rep.extra],
+        [n for rep in reports for n in rep.notes],
+        reports[0].tolerances if len(reports) == 1 else None,
+    )
+    print(report)
+    failed = sum(not r.passed for r in [*report.rows, *report.layers, *report.extra])
+    total = len(report.rows) + len(report.layers) + len(report.extra)
+    print(f"\n{total - failed} passed, {failed} failed ({args.dtype})")
     return 1 if failed else 0
 
 

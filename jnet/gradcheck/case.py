@@ -37,3 +37,14 @@ class Case(NamedTuple):
     input_shape: Shape
     targets: Callable[[jax.Array, Shape, Any], jax.Array]
     uses_key: bool = False  # pass a dropout key to forward
+
+
+def targets_for(loss: Loss) -> Callable[[jax.Array, Shape, Any], jax.Array]:
+    """The target drawer that fits a built-in loss (recognised by its forward)."""
+    from jnet import losses  # here: losses imports nothing from gradcheck, but keep it lazy
+
+    drawers = {
+        losses.softmax_cross_entropy.forward: labels,
+        losses.sigmoid_binary_cross_entropy.forward: binary,
+    }
+    return drawers.get(loss.forward, regression)

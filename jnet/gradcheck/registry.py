@@ -18,7 +18,7 @@ from jnet.gradcheck.case import binary as _binary
 from jnet.gradcheck.case import labels as _labels
 from jnet.gradcheck.case import onehot as _onehot
 from jnet.gradcheck.case import regression as _regression
-from jnet.layers import mlp, serial
+from jnet.layers import init_with_state, mlp, serial
 from jnet.losses import (
     mean_squared_error,
     sigmoid_binary_cross_entropy,
@@ -84,19 +84,25 @@ CASES: dict[str, Case] = {
 }
 
 
-def case_inputs(case: Case, dtype: Any = jnp.float64, seed: int = 0):
-    """Draws `(net, params, x, y, key)` for a registry case, in `dtype`."""
+def case_inputs(case: Case, dtype: Any = jnp.float64, seed: int = 0, *, with_state: bool = False):
+    """Draws `(net, params, x, y, key)` for a registry case, in `dtype`.
+
+    With `with_state=True`: `(net, params, x, y, key, state)`, the state from
+    `init_with_state` (`()` for a stateless net), cast to `dtype` where it is floating.
+    """
     net = case.net()
     k_init, k_x, k_y, k_drop = jax.random.split(jax.random.key(seed), 4)
-    out_shape, params = net.init(k_init, case.input_shape)
-    params = jax.tree.map(lambda p: p.astype(dtype), params)
+    out_shape, params, state = init_with_state(net, k_init, case.input_shape)
+    cast = lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p  # noqa: E731
+    params, state = jax.tree.map(cast, params), jax.tree.map(cast, state)
     x = jax.random.normal(k_x, case.input_shape, dtype)
     y = case.targets(k_y, out_shape, dtype)
-    return net, params, x, y, (k_drop if case.uses_key else None)
+    drawn = (net, params, x, y, (k_drop if case.uses_key else None))
+    return (*drawn, state) if with_state else drawn
 
 
 def check_case(name: str, dtype: Any = jnp.float64, **kwargs) -> GradientReport:
-    """Runs `check_gradients` on one registry case."""
+    """Runs `check_gradients` on one registry case (a stateful net at its initial state)."""
     case = CASES[name]
-    net, params, x, y, key = case_inputs(case, dtype)
-    return check_gradients(net, case.loss, params, x, y, key=key, name=name, **kwargs)
+    net, params, x, y, key, state = case_inputs(case, dtype, with_state=True)
+    return check_gradients(net, case.loss, params, x, y, key=key, state=state, name=name, **kwargs)

@@ -1,0 +1,115 @@
+"""Finding the faulty layer: every layer checked on its own, on the activations that reach it.
+
+A wrong backward in layer 2 of 4 spoils every gradient upstream of it, so the whole
+network's table flags the first layers' leaves too. Here the forward pass is run layer by
+layer (`forward_with_state`, so stateful layers such as batch norm work, with the keys
+`serial` would give them), and each layer's hand-written backward (through `jnet.apply`) is
+checked against `jax.vjp` of its own forward at its actual input, with `check_vjp`. Only a
+layer whose own check fails is named, by its `serial` address (`2:dense(8)`, `1/0:tanh()`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jnet.gradcheck.report import VJPRow
+from jnet.gradcheck.vjp import check_vjp
+from jnet.layers.base import Layer, Params, State, forward_with_state
+from jnet.layers.combinators import address
+from jnet.losses import Loss
+from jnet.network import apply
+
+
+class Site(NamedTuple):
+    """A layer as it runs inside a network: its address and what flows into it."""
+
+    path: tuple[int, ...]
+    layer: Layer
+    params: Params
+    x: Any
+    key: Any
+    state: State
+
+    @property
+    def address(self) -> str:
+        return address(self.path, self.layer.name) if self.path else self.layer.name
+
+
+def _chains(layer: Layer, params: Params, state: State) -> bool:
+    """Whether `layer` may be a chain of its children (`serial`): verified after the walk."""
+    n = len(layer.children)
+    if not n or not isinstance(params, tuple | list) or len(params) != n:
+        return False
+    return not layer.stateful or (isinstance(state, tuple) and len(state) == n)
+
+
+def sites(net: Layer, params: Params, x: Any, *, key: Any = None, state: State = ()) -> list[Site]:
+    """Every leaf layer of `net` (recursing into serial chains) with its actual input.
+
+    A combinator with children is walked as a chain only if running its children one after
+    the other reproduces its own output; any other combinator is one site.
+    """
+    found: list[Site] = []
+
+    def walk(layer, p, x, key, state, path):
+        if _chains(layer, p, state):
+            mark, n = len(found), len(layer.children)
+            keys = [None] * n if key is None else list(jax.random.split(key, n))
+            states = state if layer.stateful else ((),) * n
+            y = x
+            for i, child in enumerate(layer.children):
+                y = walk(child, p[i], y, keys[i], states[i], (*path, i))
+            whole = forward_with_state(layer, p, x, key=key, state=state)[0]
+            if jax.tree.structure(whole) == jax.tree.structure(y) and all(
+                np.array_equal(np.asarray(a), np.asarray(b))
+                for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(y), strict=True)
+            ):
+                return y
+            del found[mark:]  # not a chain after all: check it as one unit
+        found.append(Site(path, layer, p, x, key, state))
+        return forward_with_state(layer, p, x, key=key, state=state)[0]
+
+    walk(net, params, x, key, state, ())
+    return found
+
+
+def check_site(site: Site, **options: Any) -> tuple[list[VJPRow], list[str]]:
+    """One layer's hand-written backward against `jax.vjp` of its forward, and FD.
+
+    `options` go to `check_vjp` (order, probes, seed, rtol, fd_tol, fd_eps, jit).
+    """
+    layer, key, state = site.layer, site.key, site.state
+    applied = apply(layer)
+
+    def hand(p, x):  # jax.vjp of this runs layer.backward
+        if layer.stateful:
+            return applied(p, x, key=key, state=state)[0]
+        return applied(p, x, key=key)
+
+    def pure(p, x):  # jax.vjp of this differentiates the forward
+        return forward_with_state(layer, p, x, key=key, state=state)[0]
+
+    return _checked(hand, pure, (site.params, site.x), ("", "x"), site.address, options)
+
+
+def check_loss(loss: Loss, outputs: Any, targets: Any, **options: Any) -> tuple[list, list]:
+    """The loss's hand-written backward at the network's actual outputs, as site `loss`."""
+    hand = apply(loss)
+
+    def pure(o):
+        return loss.forward(o, targets)[0]
+
+    return _checked(lambda o: hand(o, targets), pure, (outputs,), ("outputs",), "loss", options)
+
+
+def _checked(hand, pure, args, names, where, options) -> tuple[list[VJPRow], list[str]]:
+    try:
+        report = check_vjp(hand, *args, reference=pure, name=where, names=names, **options)
+    except ValueError as e:
+        if "nothing to check" in str(e):  # e.g. integer input and no parameters
+            return [], [f"{where}: not checked on its own ({e})"]
+        raise
+    return report.rows, report.notes

@@ -1,0 +1,192 @@
+"""Reports: what was compared, how far apart, which tolerances, printed as tables.
+
+`VJPReport` is what `check_vjp` returns (one row per input leaf and output leaf, per order);
+`GradientReport` is what `check_gradients` returns: the whole network's table (one row per
+parameter leaf and `x`, as before) plus one `VJPRow` per layer leaf checked on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+from jnet.gradcheck.tolerances import Tolerances
+
+
+class GradientCheckError(ValueError):
+    """A hand-written gradient disagrees with jax.grad or finite differences."""
+
+
+class Row(NamedTuple):
+    """One parameter leaf (or `x`, the input) of one checked network, as a whole."""
+
+    case: str
+    leaf: str
+    abs_err: float  # max |hand - jax.grad|
+    rel_err: float  # max |hand - jax.grad| / max |jax.grad|
+    fd_err: float  # |<hand, v> - central difference along v| / |central difference|
+    passed: bool
+    kink: bool = False  # the difference crossed a kink: not counted against the leaf
+
+
+class VJPRow(NamedTuple):
+    """One (input leaf, output leaf) pair of one checked function or layer."""
+
+    case: str  # the function's name, or a layer's address such as `2:dense(8)`
+    input: str  # e.g. `w`, `x`, `arg0.kernel`
+    output: str  # e.g. `y`, `out.1`; for order 2, the gradient leaf differentiated
+    order: int  # 1: the VJP; 2: Hessian-vector products through it
+    abs_err: float | None  # max |vjp - reference vjp| over the probes (None: no reference)
+    rel_err: float | None  # abs_err / max |reference vjp|
+    fd_err: float | None  # worst |<vjp, u> - finite difference| / scale over the probes
+    kinks: int  # probes whose difference crossed a kink (left out of fd_err)
+    passed: bool
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None else (x if math.isfinite(x) else str(x))
+
+
+def vjp_table(rows: list[VJPRow]) -> str:
+    """Verdict first, so a line never ends in its verdict (whole-network rows do)."""
+    head = (
+        f"{'verdict':<7} {'case':<26} {'input':<12} {'output':<10} {'ord':>3} "
+        f"{'rel err':>9} {'fd err':>9} {'kinks':>5}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{'ok' if r.passed else 'FAIL':<7} {r.case:<26} {r.input:<12} {r.output:<10} "
+            f"{r.order:>3} {_num(r.rel_err):>9} {_num(r.fd_err):>9} {r.kinks:>5}"
+        )
+    return "\n".join(lines)
+
+
+class VJPReport(NamedTuple):
+    """The result of `check_vjp`.
+
+    Attributes:
+      name: the checked function's name.
+      rows: one `VJPRow` per (input leaf, output leaf, order).
+      notes: what was skipped (integer arguments or outputs), kinks, precision used.
+      tolerances: the `Tolerances` used.
+      probes: random cotangent/direction pairs per row.
+    """
+
+    name: str
+    rows: list[VJPRow]
+    notes: list[str]
+    tolerances: Tolerances
+    probes: int
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    @property
+    def failing(self) -> list[VJPRow]:
+        return [r for r in self.rows if not r.passed]
+
+    @property
+    def failing_inputs(self) -> list[str]:
+        return list(dict.fromkeys(r.input for r in self.failing))
+
+    @property
+    def failing_outputs(self) -> list[str]:
+        return list(dict.fromkeys(r.output for r in self.failing))
+
+    def table(self) -> str:
+        return vjp_table(self.rows)
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else f"FAILED: {len(self.failing)} of {len(self.rows)} rows"
+        lines = [f"check_vjp({self.name}): {verdict}", self.table(), self.tolerances.describe()]
+        lines.append(f"probes: {self.probes} random cotangent/direction pairs per row")
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: plain floats, ints, strings and lists (inf and NaN as strings)."""
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "probes": self.probes,
+            "tolerances": self.tolerances._asdict(),
+            "rows": [_row_dict(r) for r in self.rows],
+            "notes": list(self.notes),
+        }
+
+
+def _row_dict(r: NamedTuple) -> dict[str, Any]:
+    return {k: _finite(v) if isinstance(v, float) else v for k, v in r._asdict().items()}
+
+
+class GradientReport(NamedTuple):
+    """The result of `check_gradients`.
+
+    Attributes:
+      rows: the whole network: one `Row` per parameter leaf, then `x`.
+      layers: each layer (and the loss) checked on its own, on the activations that flow
+        into it: its hand-written backward against `jax.vjp` of its forward, and finite
+        differences. `failing_layers` reads these.
+      extra: whole-network Hessian-vector products (`order=2`) and per-example gradients
+        under `jax.vmap`.
+      notes: what the checks could not see or skipped.
+      tolerances: the `Tolerances` used for `layers` and `extra`.
+    """
+
+    rows: list[Row]
+    layers: list[VJPRow] = []
+    extra: list[VJPRow] = []
+    notes: list[str] = []
+    tolerances: Tolerances | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed for r in [*self.rows, *self.layers, *self.extra])
+
+    @property
+    def failing_layers(self) -> list[str]:
+        """Addresses (`2:dense(8)`, `1/0:tanh()`, `loss`) whose own check failed, in order."""
+        return list(dict.fromkeys(f"{r.case}" for r in self.layers if not r.passed))
+
+    def table(self) -> str:
+        """The whole network's table: one line per parameter leaf and `x`."""
+        head = f"{'case':<34} {'leaf':<10} {'abs err':>9} {'rel err':>9} {'fd err':>9}  verdict"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            verdict = "ok" if r.passed and not r.kink else ("kink" if r.passed else "FAIL")
+            lines.append(
+                f"{r.case:<34} {r.leaf:<10} {r.abs_err:>9.1e} {r.rel_err:>9.1e} "
+                f"{r.fd_err:>9.1e}  {verdict}"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        parts = [self.table()]
+        if self.layers:
+            parts += ["", "each layer on its own (hand-written backward vs jax.vjp, and FD):"]
+            parts.append(vjp_table(self.layers))
+        if self.extra:
+            parts += ["", "second order and per-example (jax.vmap) gradients:"]
+            parts.append(vjp_table(self.extra))
+        if self.tolerances is not None:
+            parts.append(self.tolerances.describe())
+        if self.failing_layers:
+            parts.append("failing layers: " + ", ".join(self.failing_layers))
+        return "\n".join(parts + [f"note: {n}" for n in self.notes])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: plain floats, ints, strings and lists (inf and NaN as strings)."""
+        return {
+            "ok": self.ok,
+            "failing_layers": self.failing_layers,
+            "rows": [_row_dict(r) for r in self.rows],
+            "layers": [_row_dict(r) for r in self.layers],
+            "extra": [_row_dict(r) for r in self.extra],
+            "notes": list(self.notes),
+            "tolerances": None if self.tolerances is None else self.tolerances._asdict(),
+        }
