@@ -218,11 +218,12 @@ def _recurrent(
             dy = dy[0]  # the mask's cotangent is not used
         lead = dy.shape[:-2] if return_sequences else dy.shape[:-1]
         prev = tuple(jnp.concatenate([jnp.zeros_like(s[:1]), s[:-1]]) for s in states)
-        zero = jnp.zeros((b, hidden), xs.dtype)
+        dtype = jnp.result_type(states[0], dy)  # one carry dtype, e.g. float32 x, float64 dy
+        zero = jnp.zeros((b, hidden), dtype)
         if return_sequences:
-            dys, d_last = jnp.swapaxes(dy.reshape(b, t, hidden), 0, 1), zero
+            dys, d_last = jnp.swapaxes(dy.reshape(b, t, hidden), 0, 1).astype(dtype), zero
         else:
-            dys, d_last = None, dy.reshape(b, hidden)
+            dys, d_last = None, dy.reshape(b, hidden).astype(dtype)
         w_h_t = params["w_h"].T
 
         def step(dstate, inputs):
@@ -251,7 +252,8 @@ def _recurrent(
         }
         if cell.recurrent_bias:
             grads["b_h"] = du2.sum(0)
-        dx = jnp.einsum("tbk,dk->btd", da, params["w_x"]).reshape(lead + (t, d))
+        grads = {k: g.astype(params[k].dtype) for k, g in grads.items()}
+        dx = jnp.einsum("tbk,dk->btd", da, params["w_x"]).reshape(lead + (t, d)).astype(xs.dtype)
         return grads, ((dx, None) if m is not None else dx)
 
     return Layer(init, forward, backward, name)
