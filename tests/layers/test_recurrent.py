@@ -176,6 +176,7 @@ def test_rnn_forward_matches_a_plain_loop():
     np.testing.assert_allclose(got, np.stack(ref, 1), rtol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_matches_torch_with_its_weights(kind):
     torch = pytest.importorskip("torch")
@@ -284,6 +285,7 @@ def test_bad_arguments_are_refused_by_name():
         jnet.gru(3).init(jax.random.key(0), (2, 3))
 
 
+@pytest.mark.slow
 def test_apply_and_jax_grad_take_the_pair_and_masking_matches_it():
     net = jnet.serial(jnet.lstm(H), jnet.gru(4), jnet.rnn(3, return_sequences=False))
     params = random_params(net, (N, T, D))
@@ -311,6 +313,7 @@ def test_apply_and_jax_grad_take_the_pair_and_masking_matches_it():
     assert_trees_close(g[1], want[0], rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_fit_trains_on_padded_sequences():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 6, 2)).astype(np.float32)
