@@ -14,10 +14,14 @@ from jnet.layers import LayerError as LayerError
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout
 from jnet.layers import flatten as flatten
+from jnet.layers import gru as gru
 from jnet.layers import init_with_state as init_with_state
 from jnet.layers import leaky_relu as leaky_relu
+from jnet.layers import lstm as lstm
+from jnet.layers import masking as masking
 from jnet.layers import mlp as mlp
 from jnet.layers import relu as relu
+from jnet.layers import rnn as rnn
 from jnet.layers import serial as serial
 from jnet.layers import sigmoid as sigmoid
 from jnet.layers import softmax as softmax

@@ -4,6 +4,8 @@
 - `checks`: input checks the families share (float dtype, axes, feature counts).
 - `core`: dense, the activations, flatten, dropout.
 - `combinators`: serial and mlp (layers made of layers) and the `<index>:<name>` addresses.
+- `recurrent`: rnn, lstm, gru (backpropagation through time by hand) and masking;
+  `recurrent_cells` holds their step maths.
 """
 
 from jnet.layers.base import Cache as Cache
@@ -25,3 +27,7 @@ from jnet.layers.core import relu as relu
 from jnet.layers.core import sigmoid as sigmoid
 from jnet.layers.core import softmax as softmax
 from jnet.layers.core import tanh as tanh
+from jnet.layers.recurrent import gru as gru
+from jnet.layers.recurrent import lstm as lstm
+from jnet.layers.recurrent import masking as masking
+from jnet.layers.recurrent import rnn as rnn
