@@ -9,6 +9,7 @@ from jnet.gradcheck import GradientReport as GradientReport
 from jnet.gradcheck import check_gradients as check_gradients
 from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError
+from jnet.layers import conv2d as conv2d
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout
 from jnet.layers import flatten as flatten

@@ -4,6 +4,11 @@
 - `checks`: input checks the families share (float dtype, axes, feature counts).
 - `core`: dense, the activations, flatten, dropout.
 - `combinators`: serial and mlp (layers made of layers) and the `<index>:<name>` addresses.
+- `windows`: padding rules and shifted-slice helpers shared by convolution and pooling.
+- `conv`: conv2d (im2col or `lax.conv_general_dilated`, chosen per backend).
+- `pool`: max_pool, avg_pool, global_avg_pool.
+- `norm`: batch_norm (stateful: running statistics).
+- `residual`: residual and concat (fan-out) blocks.
 """
 
 from jnet.layers.base import Cache as Cache
@@ -17,6 +22,7 @@ from jnet.layers.checks import check_float as check_float
 from jnet.layers.combinators import LayerError as LayerError
 from jnet.layers.combinators import mlp as mlp
 from jnet.layers.combinators import serial as serial
+from jnet.layers.conv import conv2d as conv2d
 from jnet.layers.core import dense as dense
 from jnet.layers.core import dropout as dropout
 from jnet.layers.core import flatten as flatten
