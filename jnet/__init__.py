@@ -9,12 +9,15 @@ from jnet.gradcheck import GradientReport as GradientReport
 from jnet.gradcheck import check_gradients as check_gradients
 from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError
+from jnet.layers import avg_pool as avg_pool
 from jnet.layers import conv2d as conv2d
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout
 from jnet.layers import flatten as flatten
+from jnet.layers import global_avg_pool as global_avg_pool
 from jnet.layers import init_with_state as init_with_state
 from jnet.layers import leaky_relu as leaky_relu
+from jnet.layers import max_pool as max_pool
 from jnet.layers import mlp as mlp
 from jnet.layers import relu as relu
 from jnet.layers import serial as serial
