@@ -10,6 +10,7 @@ from jnet.gradcheck import check_gradients as check_gradients
 from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError
 from jnet.layers import avg_pool as avg_pool
+from jnet.layers import batch_norm as batch_norm
 from jnet.layers import conv2d as conv2d
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout

@@ -31,6 +31,7 @@ from jnet.layers.core import relu as relu
 from jnet.layers.core import sigmoid as sigmoid
 from jnet.layers.core import softmax as softmax
 from jnet.layers.core import tanh as tanh
+from jnet.layers.norm import batch_norm as batch_norm
 from jnet.layers.pool import avg_pool as avg_pool
 from jnet.layers.pool import global_avg_pool as global_avg_pool
 from jnet.layers.pool import max_pool as max_pool
