@@ -11,6 +11,7 @@ from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError
 from jnet.layers import avg_pool as avg_pool
 from jnet.layers import batch_norm as batch_norm
+from jnet.layers import concat as concat
 from jnet.layers import conv2d as conv2d
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout
@@ -21,6 +22,7 @@ from jnet.layers import leaky_relu as leaky_relu
 from jnet.layers import max_pool as max_pool
 from jnet.layers import mlp as mlp
 from jnet.layers import relu as relu
+from jnet.layers import residual as residual
 from jnet.layers import serial as serial
 from jnet.layers import sigmoid as sigmoid
 from jnet.layers import softmax as softmax

@@ -35,3 +35,5 @@ from jnet.layers.norm import batch_norm as batch_norm
 from jnet.layers.pool import avg_pool as avg_pool
 from jnet.layers.pool import global_avg_pool as global_avg_pool
 from jnet.layers.pool import max_pool as max_pool
+from jnet.layers.residual import concat as concat
+from jnet.layers.residual import residual as residual
