@@ -1,5 +1,6 @@
 """jnet: neural networks with hand-written forward and backward passes, on JAX."""
 
+from jnet import augment as augment
 from jnet import initializers as initializers
 from jnet.evaluation import accuracy as accuracy
 from jnet.evaluation import evaluate as evaluate
