@@ -1,5 +1,6 @@
 """jnet: neural networks with hand-written forward and backward passes, on JAX."""
 
+from jnet import augment as augment
 from jnet import initializers as initializers
 from jnet import testing as testing
 from jnet.evaluation import accuracy as accuracy
@@ -11,16 +12,23 @@ from jnet.gradcheck import check_gradients as check_gradients
 from jnet.gradcheck import check_vjp as check_vjp
 from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError
+from jnet.layers import avg_pool as avg_pool
+from jnet.layers import batch_norm as batch_norm
+from jnet.layers import concat as concat
+from jnet.layers import conv2d as conv2d
 from jnet.layers import dense as dense
 from jnet.layers import dropout as dropout
 from jnet.layers import flatten as flatten
+from jnet.layers import global_avg_pool as global_avg_pool
 from jnet.layers import gru as gru
 from jnet.layers import init_with_state as init_with_state
 from jnet.layers import leaky_relu as leaky_relu
 from jnet.layers import lstm as lstm
 from jnet.layers import masking as masking
+from jnet.layers import max_pool as max_pool
 from jnet.layers import mlp as mlp
 from jnet.layers import relu as relu
+from jnet.layers import residual as residual
 from jnet.layers import rnn as rnn
 from jnet.layers import serial as serial
 from jnet.layers import sigmoid as sigmoid

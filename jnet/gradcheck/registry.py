@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from jnet import initializers
 from jnet import layers as L
-from jnet.gradcheck import GradientReport, check_gradients, rnn_cases
+from jnet.gradcheck import GradientReport, check_gradients, conv_cases, rnn_cases
 from jnet.gradcheck.case import Case
 from jnet.gradcheck.case import binary as _binary
 from jnet.gradcheck.case import labels as _labels
@@ -82,7 +82,7 @@ CASES: dict[str, Case] = {
         lambda: _mlp([100, 200, 10], L.relu), softmax_cross_entropy, (8, 784), _labels
     ),
 }
-
+CASES.update(conv_cases.CASES)
 CASES.update(rnn_cases.CASES)
 
 

@@ -6,6 +6,11 @@
 - `combinators`: serial and mlp (layers made of layers) and the `<index>:<name>` addresses.
 - `recurrent`: rnn, lstm, gru (backpropagation through time by hand) and masking;
   `recurrent_cells` holds their step maths.
+- `windows`: padding rules and shifted-slice helpers shared by convolution and pooling.
+- `conv`: conv2d (im2col or `lax.conv_general_dilated`, chosen per backend).
+- `pool`: max_pool, avg_pool, global_avg_pool.
+- `norm`: batch_norm (stateful: running statistics).
+- `residual`: residual and concat (fan-out) blocks.
 """
 
 from jnet.layers.base import Cache as Cache
@@ -19,6 +24,7 @@ from jnet.layers.checks import check_float as check_float
 from jnet.layers.combinators import LayerError as LayerError
 from jnet.layers.combinators import mlp as mlp
 from jnet.layers.combinators import serial as serial
+from jnet.layers.conv import conv2d as conv2d
 from jnet.layers.core import dense as dense
 from jnet.layers.core import dropout as dropout
 from jnet.layers.core import flatten as flatten
@@ -27,7 +33,13 @@ from jnet.layers.core import relu as relu
 from jnet.layers.core import sigmoid as sigmoid
 from jnet.layers.core import softmax as softmax
 from jnet.layers.core import tanh as tanh
+from jnet.layers.norm import batch_norm as batch_norm
+from jnet.layers.pool import avg_pool as avg_pool
+from jnet.layers.pool import global_avg_pool as global_avg_pool
+from jnet.layers.pool import max_pool as max_pool
 from jnet.layers.recurrent import gru as gru
 from jnet.layers.recurrent import lstm as lstm
 from jnet.layers.recurrent import masking as masking
 from jnet.layers.recurrent import rnn as rnn
+from jnet.layers.residual import concat as concat
+from jnet.layers.residual import residual as residual

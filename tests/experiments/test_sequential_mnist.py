@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from jnet.plots import is_png
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "sequential_mnist.py"

@@ -1,0 +1,167 @@
+"""Pooling over NHWC images: max, average and global average, each with a hand-written backward.
+
+Both windowed pools reduce the kh * kw shifted slices of the (padded) input elementwise
+(`windows.window_slices`); when the windows tile the input exactly (window == strides, no
+padding, divisible sizes) the slices are views of one reshape instead. Backward scatters
+each tap's share back (`windows.scatter_slices`), or reshapes it back in the tiled case.
+
+Max pooling sends each window's gradient to exactly one maximum: the first in row-major
+window order, the element `jax.grad` of `lax.reduce_window` max picks (XLA's
+select-and-scatter with `>=`). After a relu, windows full of zeros are the common case, so
+the rule matters: all taps of an all-zero window are maxima, only the top-left one gets dy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from jnet.layers import windows
+from jnet.layers.base import Layer
+from jnet.layers.checks import check_float, check_ndim, int_pair
+
+
+def _options(kind, window, strides, padding):
+    opts = [repr(window)]
+    if strides is not None:
+        opts.append(f"strides={strides!r}")
+    if padding != "VALID":
+        opts.append(f"padding={padding!r}")
+    return f"{kind}({', '.join(opts)})"
+
+
+def _pool(kind: str, window: Any, strides: Any, padding: Any) -> Layer:
+    name = _options(kind, window, strides, padding)
+    win = int_pair(name, "window", window)
+    stride = win if strides is None else int_pair(name, "strides", strides)
+    pad_spec = windows.padding_spec(name, padding)
+    ones = (1, 1)
+
+    def geometry(shape):
+        if len(shape) != 4:
+            raise ValueError(
+                f"{name}: input has shape {tuple(shape)}; expected 4 axes (N, H, W, C)"
+            )
+        pads, out_hw = windows.resolve(name, pad_spec, shape[1:3], win, stride)
+        tiled = (
+            win == stride
+            and pads == ((0, 0), (0, 0))
+            and all(n == o * k for n, o, k in zip(shape[1:3], out_hw, win, strict=True))
+        )
+        return pads, out_hw, tiled
+
+    def taps(x):  # the kh * kw slices of each window, row-major, and the geometry
+        pads, out_hw, tiled = geometry(x.shape)
+        if tiled:  # a reshape: (N, Ho, kh, Wo, kw, C)
+            n, _, _, c = x.shape
+            t = x.reshape(n, out_hw[0], win[0], out_hw[1], win[1], c)
+            return [t[:, :, i, :, j, :] for i in range(win[0]) for j in range(win[1])], tiled
+        fill = -jnp.inf if kind == "max_pool" else 0.0  # padding never wins a max
+        xp = windows.pad(x, pads, fill)
+        return windows.window_slices(xp, win, stride, ones, out_hw), tiled
+
+    def untaps(parts, x_shape, tiled):  # transpose of taps: input-sized sum of the parts
+        pads, out_hw, _ = geometry(x_shape)
+        if tiled:
+            n, _, _, c = x_shape
+            t = jnp.stack(parts, axis=0).reshape(win[0], win[1], n, out_hw[0], out_hw[1], c)
+            return t.transpose(2, 3, 0, 4, 1, 5).reshape(x_shape)
+        return windows.scatter_slices(parts, x_shape[1:3], pads, win, stride, ones)
+
+    def init(key, input_shape):
+        _, out_hw, _ = geometry(tuple(input_shape))
+        return (input_shape[0], *out_hw, input_shape[3]), ()
+
+    def check(x):
+        check_float(name, x)
+        check_ndim(name, x, 4, "(N, H, W, C)")
+
+    if kind == "max_pool":
+
+        def forward(params, x, *, key=None):
+            check(x)
+            parts, _ = taps(x)
+            y = parts[0]
+            for p in parts[1:]:
+                y = jnp.maximum(y, p)
+            return y, (x, y)
+
+        def backward(params, cache, dy):
+            x, y = cache
+            parts, tiled = taps(x)
+            taken = jnp.zeros(y.shape, bool)
+            grads = []
+            for p in parts:  # the first maximum in window order takes dy, the rest 0
+                pick = (p == y) & ~taken
+                taken = taken | pick
+                grads.append(jnp.where(pick, dy, 0))
+            return (), untaps(grads, x.shape, tiled)
+
+    else:
+        size = win[0] * win[1]
+
+        def forward(params, x, *, key=None):
+            check(x)
+            parts, _ = taps(x)
+            return sum(parts[1:], parts[0]) / size, x  # padding counts (as flax's default)
+
+        def backward(params, x, dy):
+            _, _, tiled = geometry(x.shape)
+            share = dy / size
+            return (), untaps([share] * size, x.shape, tiled)
+
+    return Layer(init, forward, backward, name)
+
+
+def max_pool(
+    window: int | tuple[int, int], *, strides: int | tuple[int, int] | None = None,
+    padding: Any = "VALID",
+) -> Layer:  # fmt: skip
+    """Max over `window` patches of NHWC images.
+
+    Args:
+      window: `k` or `(kh, kw)`.
+      strides: an int or a pair; default the window (non-overlapping).
+      padding: "VALID" (default), "SAME", an int or `((top, bottom), (left, right))`;
+        padded pixels are -inf, so they never win.
+
+    Shapes: `(N, H, W, C)` -> `(N, Ho, Wo, C)`; no params. Backward: each window's
+    gradient goes to its first maximum in row-major order (as `jax.grad` of
+    `lax.reduce_window` max), also when the window holds ties.
+    """
+    return _pool("max_pool", window, strides, padding)
+
+
+def avg_pool(
+    window: int | tuple[int, int], *, strides: int | tuple[int, int] | None = None,
+    padding: Any = "VALID",
+) -> Layer:  # fmt: skip
+    """Mean over `window` patches of NHWC images (padded zeros count, as flax's default).
+
+    Arguments and shapes as `max_pool`; backward spreads `dy / (kh * kw)` over each window.
+    """
+    return _pool("avg_pool", window, strides, padding)
+
+
+def global_avg_pool() -> Layer:
+    """Mean over the spatial axes: `(N, H, W, C)` -> `(N, C)`; no params."""
+    name = "global_avg_pool()"
+
+    def init(key, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(
+                f"{name}: input has shape {tuple(input_shape)}; expected 4 axes (N, H, W, C)"
+            )
+        return (input_shape[0], input_shape[3]), ()
+
+    def forward(params, x, *, key=None):
+        check_float(name, x)
+        check_ndim(name, x, 4, "(N, H, W, C)")
+        return x.mean((1, 2)), x  # cache = x, for its shape
+
+    def backward(params, x, dy):
+        h, w = x.shape[1:3]
+        return (), jnp.broadcast_to((dy / (h * w))[:, None, None, :], x.shape)
+
+    return Layer(init, forward, backward, name)
