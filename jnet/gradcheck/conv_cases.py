@@ -4,7 +4,7 @@ batch norm (inference mode), residual and concat blocks, and a small CNN.
 Inputs are small (compiling dominates) and odd-sized where the padding rule matters.
 Convolutions before a relu get random biases, so no pre-activation sits on the kink.
 Batch norm's training mode couples the examples of a batch (its gradient is not the mean of
-per-example gradients, which tests/test_gradients.py checks for every case), so it is
+per-example gradients, which tests/gradcheck/test_registry.py checks for every case), so it is
 verified against jax.grad in tests/layers/test_norm.py; here it runs with fixed running
 statistics, through its own inference forward and backward.
 """
