@@ -20,8 +20,10 @@ We call an MSE under 0.01 solved.
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
+
+import common as ex
+from table import print_table, row
 
 NAME = "sequential_mnist"
 HIDDEN = 128  # LSTM/RNN units for MNIST
@@ -44,60 +46,22 @@ QUICK = {
 }  # fmt: skip
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {value}")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    """The shared flags (as `jnet.experiment.parser`) and ours, parsed before JAX loads."""
-    lines = __doc__.strip().splitlines()
-    p = argparse.ArgumentParser(
-        prog=f"python experiments/{NAME}.py",
-        description=lines[0],
-        epilog="\n".join(lines[1:]).strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    """The shared flags (`common.parser`) and ours, parsed before JAX loads."""
+    p = ex.parser(NAME, __doc__, epochs={"default": EPOCHS, "help": "MNIST epochs (default: "
+                  "%(default)s)"})  # fmt: skip
     add = p.add_argument
-    add(
-        "--data-dir",
-        type=pathlib.Path,
-        default=None,
-        help="folder holding MNIST's files; default: $JNET_DATA_DIR/mnist, else ~/.cache/jnet",
-    )
-    add(
-        "--out",
-        type=pathlib.Path,
-        default=pathlib.Path("results") / NAME,
-        help="results folder for metrics.json and the PNG plots (default: %(default)s)",
-    )
-    add("--seed", type=int, default=0, help="first PRNG seed (default: %(default)s)")
-    add("--quick", action="store_true", help="tiny sizes, one epoch: a smoke run for CI")
-    add("--no-progress", action="store_true", help="hide the progress bars")
-    add("--epochs", type=_positive_int, default=EPOCHS, help="MNIST epochs (default: %(default)s)")
-    add("--num-seeds", type=_positive_int, default=NUM_SEEDS, help="LSTM seeds on MNIST")
-    add("--hidden", type=_positive_int, default=HIDDEN, help="units for MNIST")
+    add("--num-seeds", type=ex.positive_int, default=NUM_SEEDS, help="LSTM seeds on MNIST")
+    add("--hidden", type=ex.positive_int, default=HIDDEN, help="units for MNIST")
     add("--lr", type=float, default=LR, help="Adam peak learning rate (default: %(default)s)")
-    add("--batch-size", type=_positive_int, default=BATCH)
-    add("--train-size", type=_positive_int, default=None, help="first N training images")
-    add("--test-size", type=_positive_int, default=None, help="first N test images")
-    add("--adding-length", type=_positive_int, default=ADD_LENGTH, help="adding problem's T")
-    add("--adding-train", type=_positive_int, default=ADD_TRAIN, help="adding sequences")
-    add("--adding-epochs", type=_positive_int, default=ADD_EPOCHS)
+    add("--batch-size", type=ex.positive_int, default=BATCH)
+    add("--train-size", type=ex.positive_int, default=None, help="first N training images")
+    add("--test-size", type=ex.positive_int, default=None, help="first N test images")
+    add("--adding-length", type=ex.positive_int, default=ADD_LENGTH, help="adding problem's T")
+    add("--adding-train", type=ex.positive_int, default=ADD_TRAIN, help="adding sequences")
+    add("--adding-epochs", type=ex.positive_int, default=ADD_EPOCHS)
     add("--parts", nargs="+", choices=["mnist", "adding"], default=["mnist", "adding"])
-    args = p.parse_args(argv)  # fmt: skip
-    if args.quick:
-        p.set_defaults(**QUICK)
-        args = p.parse_args(argv)
-    existing = next(f for f in (args.out, *args.out.parents) if f.exists())
-    if not existing.is_dir():
-        p.error(f"argument --out: {existing} is a file; expected a folder for the results")
-    return args
+    return ex.parse(p, argv, QUICK)
 
 
 def optimizer(lr: float, steps: int):
@@ -126,10 +90,9 @@ def adding_problem(n: int, length: int, seed: int):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import jax
+    import plots
 
     import jnet
-    from jnet import experiment as ex  # to become experiments/common.py
-    from jnet import plots  # to become experiments/plots.py
 
     timer = ex.Timer()
     rows, runs, files = [], {}, []
@@ -140,7 +103,7 @@ def main(argv=None) -> dict:
         params, history = jnet.fit(
             net, loss, optimizer(lr, steps), x, y, epochs=epochs, key=jax.random.key(seed),
             batch_size=args.batch_size, validation=test, eval_batch_size=2000,
-            progress=not args.no_progress,
+            progress=not args.no_progress, log_dir=ex.log_dir(args, label.replace(" ", "_")),
         )  # fmt: skip
         runs[label] = {"seed": seed, "history": history}
         epoch_s = history["seconds"][1:] or history["seconds"]
@@ -150,7 +113,9 @@ def main(argv=None) -> dict:
         return params, history
 
     if "mnist" in args.parts:
-        (x, y), (xt, yt) = ex.load_mnist(args.data_dir, args.train_size, args.test_size)
+        (x, y), (xt, yt) = jnet.data.mnist_flat(
+            args.data_dir, train_size=args.train_size, test_size=args.test_size
+        )
         x, xt = x.reshape(-1, 28, 28), xt.reshape(-1, 28, 28)  # 28 steps of 28 pixels
         loss, h = jnet.softmax_cross_entropy, args.hidden
         nets = {
@@ -166,9 +131,9 @@ def main(argv=None) -> dict:
                 acc[kind].append(hist["val_accuracy"][-1])
         run = f"row-by-row MNIST, {h} units, {args.epochs} ep"
         rows += [
-            ex.row(f"{run}: lstm", f"test acc (all {len(xt)})", acc["lstm"], ANCHOR,
+            row(f"{run}: lstm", f"test acc (all {len(xt)})", acc["lstm"], ANCHOR,
                    note="anchor: LSTM row-by-row MNIST commonly 98-99%; goal >= 98.5%"),
-            ex.row(f"{run}: rnn", f"test acc (all {len(xt)})", acc["rnn"], None,
+            row(f"{run}: rnn", f"test acc (all {len(xt)})", acc["rnn"], None,
                    note="plain tanh RNN, same recipe, one seed"),
         ]  # fmt: skip
         mnist_runs = {k.removeprefix("mnist "): v["history"] for k, v in runs.items()}
@@ -192,7 +157,7 @@ def main(argv=None) -> dict:
             adding_runs[kind] = hist
         for kind in ("lstm", "rnn"):
             verdict = "solved" if mse[kind] < SOLVED_MSE else "not solved"
-            rows.append(ex.row(
+            rows.append(row(
                 f"adding problem T={t}, {ADD_HIDDEN} units, {args.adding_epochs} ep: {kind}",
                 "test MSE", mse[kind], BASELINE_MSE, unit="",
                 note=f"{verdict} (< {SOLVED_MSE}); anchor: predicting the mean, 1/6",
@@ -202,22 +167,20 @@ def main(argv=None) -> dict:
             show_accuracy=False, title=f"adding problem, T={t}: MSE (baseline 1/6)",
         ))  # fmt: skip
 
-    ex.print_table("Recurrent networks, hand-written BPTT: ours vs anchors", rows)
+    print_table("Recurrent networks, hand-written BPTT: ours vs anchors", rows)
     metrics = {
-        "script": NAME,
         "tutorial": None,  # no tutorial: the anchors are the literature's
-        "command": ex.command(NAME, argv),
         "config": {
             "hidden": args.hidden, "epochs": args.epochs, "lr": args.lr, "clip": CLIP,
             "batch_size": args.batch_size, "optimizer": "clip_by_global_norm + adam(cosine)",
             "adding_length": args.adding_length, "adding_hidden": ADD_HIDDEN,
             "adding_train": args.adding_train, "adding_epochs": args.adding_epochs,
-            "adding_lr": ADD_LR, "parts": args.parts, "quick": args.quick,
+            "adding_lr": ADD_LR, "parts": args.parts,
         },
         "rows": rows,
         "runs": runs,
     }  # fmt: skip
-    return ex.finish(args.out, metrics, files, timer())
+    return ex.finish(args, argv, metrics, files, timer())
 
 
 if __name__ == "__main__":

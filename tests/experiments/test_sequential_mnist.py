@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from jnet.plots import is_png
+from plots import is_png
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "sequential_mnist.py"
 
@@ -21,7 +21,8 @@ def load_script():
 
 def test_help_is_instant_and_names_the_common_flags():
     code = (
-        "import sys; sys.argv = ['sequential_mnist.py', '--help']\n"
+        f"import sys; sys.argv = ['sequential_mnist.py', '--help']; sys.path.insert(0, "
+        f"{str(SCRIPT.parent)!r})\n"
         f"import runpy\ntry:\n    runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
         "assert 'jax' not in sys.modules, 'JAX was imported before parsing'\n"
