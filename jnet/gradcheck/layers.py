@@ -60,10 +60,13 @@ def sites(net: Layer, params: Params, x: Any, *, key: Any = None, state: State =
             keys = [None] * n if key is None else list(jax.random.split(key, n))
             states = state if layer.stateful else ((),) * n
             y = x
-            for i, child in enumerate(layer.children):
-                y = walk(child, p[i], y, keys[i], states[i], (*path, i))
+            try:
+                for i, child in enumerate(layer.children):
+                    y = walk(child, p[i], y, keys[i], states[i], (*path, i))
+            except ValueError:  # its children do not take each other's outputs (a residual)
+                y = None
             whole = forward_with_state(layer, p, x, key=key, state=state)[0]
-            if jax.tree.structure(whole) == jax.tree.structure(y) and all(
+            if y is not None and jax.tree.structure(whole) == jax.tree.structure(y) and all(
                 np.array_equal(np.asarray(a), np.asarray(b))
                 for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(y), strict=True)
             ):

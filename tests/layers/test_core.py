@@ -229,7 +229,7 @@ def test_dropout_rate_outside_0_1_raises(rate):
 
 
 def test_dropout_is_in_the_registry_with_a_key():
-    # So tests/gradcheck/test_registry.py's check_gradients, check_grads, jit and vmap tests all run dropout
+    # So the registry tests (tests/gradcheck/test_registry.py) all run dropout
     # with a fixed key: with a real mask, and the same one on every call.
     assert CASES["dropout"].uses_key and CASES["mixed"].uses_key
     net, params, x, _, key = inputs("dropout")
