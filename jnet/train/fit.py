@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnet import arguments
+from jnet import arguments, parallel
+from jnet.checkpoint import Checkpointer, CheckpointError, SaveError
 from jnet.evaluation import validate_data
 from jnet.layers import Layer, Params
 from jnet.losses import Loss
@@ -136,8 +137,6 @@ def fit(
             ">= 0 (a negative rate climbs the loss)"
         )
 
-    from jnet import parallel  # mesh placement lives with the sharding code
-
     x, y, validation, state, batch_sharding = parallel.place(
         mesh, x, y, validation, state, batch_size
     )
@@ -149,8 +148,6 @@ def fit(
     )  # fmt: skip
     checkpointer = None
     if checkpoint_dir is not None:
-        from jnet.checkpoint import Checkpointer
-
         checkpointer = Checkpointer(checkpoint_dir)
     log = MetricsLog(log_dir) if log_dir is not None else None
     bar = None
@@ -217,8 +214,6 @@ def fit(
 
 def _save(checkpointer, done: int, state, history: dict, settings: RunSettings) -> None:
     """Saves, or raises a SaveError that still carries the trained state."""
-    from jnet.checkpoint import CheckpointError, SaveError
-
     meta = {"epoch": done, "history": history, "run": settings._asdict()}
     try:
         checkpointer.save(done, state, meta)
