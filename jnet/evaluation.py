@@ -11,6 +11,7 @@ import numpy as np
 
 from jnet import arguments
 from jnet.layers import Layer, Params, State, forward_with_state
+from jnet.layers.base import state_for
 from jnet.layers.checks import BackwardError
 from jnet.losses import Loss, default_accuracy, finite_targets
 
@@ -102,19 +103,10 @@ def evaluate(
     """
     arguments.network_and_loss("evaluate", net, loss)
     arguments.positive_int("evaluate", "batch_size", batch_size)
-    state = _state("evaluate", net, state)
+    state = state_for(net, state, "evaluate")
     x, y = validate_data(net, loss, params, x, y, "evaluate", state=state)
     metrics = _evaluator(net, loss, min(batch_size, x.shape[0]))(params, x, y, state=state)
     return {k: float(v) for k, v in metrics.items()}
-
-
-def _state(where: str, net: Layer, state: State) -> State:
-    if net.stateful and state is None:
-        raise ValueError(
-            f"{where}: {net.name} is stateful (e.g. batch norm); pass state=, the model "
-            "state that init or fit returned"
-        )
-    return state if net.stateful else ()
 
 
 @functools.lru_cache(maxsize=64)
@@ -131,7 +123,7 @@ def predict(
     """
     arguments.network("predict", net)
     arguments.positive_int("predict", "batch_size", batch_size)
-    state = _state("predict", net, state)
+    state = state_for(net, state, "predict")
     x = jnp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"predict: x must have a batch axis, (N, ...); got shape {x.shape}")

@@ -13,18 +13,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jnet.layers.base import Layer, Params, State, forward_with_state
+from jnet.layers.base import Layer, Params, State, forward_with_state, state_for
 from jnet.layers.checks import check_backward
 from jnet.losses import Loss, differentiable
-
-
-def _state_for(net: Layer, state: State, where: str) -> State:
-    if net.stateful and state is None:
-        raise ValueError(
-            f"{where}: {net.name} is stateful (it holds e.g. batch norm); pass state=, "
-            "the third value its init returns"
-        )
-    return state if net.stateful else ()
 
 
 def _check_backward(net: Layer, params: Params, x: Any, cache: Any, y: jax.Array) -> None:
@@ -65,7 +56,7 @@ def apply(net: Layer | Loss) -> Callable[..., Any]:
     f.defvjp(f_fwd, f_bwd)
 
     def applied(params: Params, x: jax.Array, *, key: Any = None, state: State = None) -> Any:
-        y, new_state = f(params, x, key, _state_for(net, state, "apply"))
+        y, new_state = f(params, x, key, state_for(net, state, "apply"))
         return (y, new_state) if net.stateful else y
 
     return applied
@@ -101,7 +92,7 @@ def value_and_grad(net: Layer, loss: Loss) -> Callable[..., tuple[Any, Params]]:
 
     def f(params, x, y, *, key=None, state=None):
         value, _, dparams, _, new_state = grads(
-            params, x, y, key=key, state=_state_for(net, state, "value_and_grad")
+            params, x, y, key=key, state=state_for(net, state, "value_and_grad")
         )
         return ((value, new_state) if net.stateful else value), dparams
 

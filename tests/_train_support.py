@@ -24,3 +24,11 @@ def without_seconds(history: dict) -> dict:
 def float32(initializer):
     """`initializer` drawing float32 weights even with jax_enable_x64 on (as on a GPU)."""
     return lambda key, shape, dtype=None: initializer(key, shape, jnp.float32)
+
+
+def blobs(n: int, features: int, *, shift: float = 0.0, dtype=np.float32, seed: int = 0):
+    """`n` examples of 3 Gaussian classes in `features` dimensions: `(x, y)`."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 1.5, (3, features))[y] + rng.normal(shift, 1, (n, features))
+    return x.astype(dtype), y

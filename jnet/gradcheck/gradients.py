@@ -12,11 +12,11 @@ from jnet.gradcheck import layers as per_layer
 from jnet.gradcheck.probes import RETRY_SUPPORT, STEPS, TINY, judge, line_values, unit_direction
 from jnet.gradcheck.report import GradientCheckError, GradientReport, Row
 from jnet.gradcheck.tolerances import Tolerances, for_dtype, least_precise, warn_without_x64
-from jnet.gradcheck.vjp import leaf_name
 from jnet.gradcheck.vmapped import per_example_rows, second_order_rows
 from jnet.layers.base import Layer, Params, State, forward_with_state, init_with_state
 from jnet.losses import Loss
 from jnet.network import loss_and_grads
+from jnet.trees import leaf_name
 
 
 def check_gradients(

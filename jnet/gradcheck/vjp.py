@@ -19,17 +19,7 @@ import numpy as np
 from jnet.gradcheck.compare import first_order
 from jnet.gradcheck.report import VJPReport
 from jnet.gradcheck.tolerances import for_dtype, least_precise, warn_without_x64
-
-
-def leaf_name(path: Sequence[Any]) -> str:
-    """`0.w` for the path `[SequenceKey(0), DictKey('w')]`; `params` for the empty path."""
-    parts = []
-    for p in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(p, attr):
-                parts.append(str(getattr(p, attr)))
-                break
-    return ".".join(parts) or "params"
+from jnet.trees import leaf_name
 
 
 def _label(path, names: Sequence[str] | None) -> str:

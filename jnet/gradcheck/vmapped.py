@@ -10,9 +10,10 @@ import numpy as np
 from jnet.gradcheck.probes import TINY
 from jnet.gradcheck.report import VJPRow
 from jnet.gradcheck.tolerances import Tolerances
-from jnet.gradcheck.vjp import check_vjp, leaf_name
+from jnet.gradcheck.vjp import check_vjp
 from jnet.layers.base import forward_with_state
 from jnet.network import apply
+from jnet.trees import leaf_name
 
 EXAMPLES = 4  # per-example gradients checked on the first few examples
 

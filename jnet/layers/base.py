@@ -74,3 +74,14 @@ def forward_with_state(
         return layer.forward(params, x, key=key, state=state)
     y, cache = layer.forward(params, x, key=key)
     return y, cache, state
+
+
+def state_for(net: Layer, state: State, where: str) -> State:
+    """`state` for a stateful net (a ValueError naming `where` when it is missing), `()`
+    for a stateless one, whatever was passed."""
+    if net.stateful and state is None:
+        raise ValueError(
+            f"{where}: {net.name} is stateful (it holds e.g. batch norm); pass state=, the "
+            "model state that init or fit returned"
+        )
+    return state if net.stateful else ()

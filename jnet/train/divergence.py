@@ -11,7 +11,8 @@ import optax
 
 from jnet.train.epochs import Epochs
 from jnet.train.history import record
-from jnet.train.state import DivergenceError, TrainState, leaf_path
+from jnet.train.state import DivergenceError, TrainState
+from jnet.trees import leaf_name
 
 
 def learning_rate(optimizer: Any, opt_state: Any) -> str:
@@ -28,8 +29,8 @@ def learning_rate(optimizer: Any, opt_state: Any) -> str:
 def _bad_opt_leaf(state: TrainState, finite_leaves: np.ndarray) -> str | None:
     if bool(np.all(finite_leaves)):
         return None
-    paths = [leaf_path(p) for p, _ in jax.tree_util.tree_leaves_with_path(state.opt_state)]
-    return paths[int(np.argmin(finite_leaves))] or "opt_state"
+    leaves = jax.tree_util.tree_leaves_with_path(state.opt_state)
+    return leaf_name(leaves[int(np.argmin(finite_leaves))][0], empty="opt_state")
 
 
 def diverged(

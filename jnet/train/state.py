@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -66,14 +66,3 @@ def init_state(
     return TrainState(
         params, optimizer.init(params), jnp.zeros((), jnp.int32), train_key, model_state
     )
-
-
-def leaf_path(path: Any) -> str:
-    """A readable pytree path, e.g. `0.w` or `opt_state.0.mu.2.b`."""
-    parts = []
-    for p in path:
-        for attr in ("key", "idx", "name"):
-            if hasattr(p, attr):
-                parts.append(str(getattr(p, attr)))
-                break
-    return ".".join(parts)

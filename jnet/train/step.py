@@ -98,23 +98,18 @@ def make_step(
 
 
 def train_step(
-    net: Layer,
-    loss: Loss,
-    optimizer: optax.GradientTransformation,
-    *,
-    l2: float = 0.0,
-    l2_mask: DecayMask | None = None,
-    donate: bool = True,
+    net: Layer, loss: Loss, optimizer: optax.GradientTransformation, *, donate: bool = True,
+    **step_options: Any,
 ) -> Callable[..., tuple[TrainState, dict]]:
     """`make_step`, jit-compiled: `(state, (x, y), key=None) -> (new_state, metrics)`.
 
     With `donate=True` (the default, for speed) the old state's buffers are donated to
     the new one: the state passed in is consumed and must not be used again (calling
     twice on one state raises a ValueError saying so). `donate=False` keeps it.
+    `step_options` (`l2`, `l2_mask`) go to `make_step`.
     """
     compiled = jax.jit(
-        make_step(net, loss, optimizer, l2=l2, l2_mask=l2_mask),
-        donate_argnums=0 if donate else (),
+        make_step(net, loss, optimizer, **step_options), donate_argnums=0 if donate else ()
     )
 
     def run(state: TrainState, batch: Any, key: Any = None) -> tuple[TrainState, dict]:

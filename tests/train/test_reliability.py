@@ -13,10 +13,10 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 from _train_support import assert_trees_equal, float32, without_seconds
+from _train_support import blobs as three_blobs
 
 import jnet
 from jnet.checkpoint import Checkpointer, FolderLock, LockedError, SaveError
@@ -32,10 +32,7 @@ def make_net(activation=jnet.relu, rate=0.2):
 
 @pytest.fixture(scope="module")
 def blobs():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 160)
-    x = (rng.normal(0, 1.5, (3, 10))[y] + rng.normal(0, 1, (160, 10))).astype(np.float32)
-    return x, y
+    return three_blobs(160, 10)
 
 
 def run(blobs, epochs, net=None, optimizer=None, **kwargs):

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 from _train_support import assert_trees_equal
+from _train_support import blobs as three_blobs
 
 import jnet
 from jnet.train.step import default_decay_mask, l2_penalty
@@ -36,10 +37,7 @@ def running_mean(momentum=0.5) -> jnet.Layer:
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 96)
-    x = (rng.normal(0, 1.5, (3, 6))[y] + rng.normal(3, 1, (96, 6))).astype(np.float64)
-    return x, y
+    return three_blobs(96, 6, shift=3.0, dtype=np.float64)
 
 
 def test_a_stateful_network_trains_its_state_and_evaluates_with_it(data, tmp_path):
