@@ -11,7 +11,13 @@ import numpy as np
 from jnet.gradcheck import layers as per_layer
 from jnet.gradcheck.probes import RETRY_SUPPORT, STEPS, TINY, judge, line_values, unit_direction
 from jnet.gradcheck.report import GradientCheckError, GradientReport, Row
-from jnet.gradcheck.tolerances import Tolerances, for_dtype, least_precise, warn_without_x64
+from jnet.gradcheck.tolerances import (
+    Tolerances,
+    fd_dtype,
+    for_dtype,
+    least_precise,
+    warn_without_x64,
+)
 from jnet.gradcheck.vmapped import per_example_rows, second_order_rows
 from jnet.layers.base import Layer, Params, State, forward_with_state, init_with_state
 from jnet.losses import Loss
@@ -119,6 +125,8 @@ def check_gradients(
         got, more = per_example_rows(net, loss, params, x, y, key, state, name, tol)
         extra += got
         notes += more
+    if layers or order == 2:
+        notes.append(f"finite differences of the layer checks evaluated in {fd_dtype().__name__}")
     report = GradientReport(rows, layer_rows, extra, notes, tol)
     if raise_on_failure and not report.ok:
         raise GradientCheckError(_message(report, name, tol) + "\n" + str(report))

@@ -38,7 +38,8 @@ def second_order_rows(net, loss, params, x, y, key, state, name, options) -> tup
     report = check_vjp(
         through_apply, params, x, reference=pure, order=2, name=name, names=("", "x"), **options
     )
-    return [r for r in report.rows if r.order == 2], [n for n in report.notes if "order-2" in n]
+    notes = [n for n in report.notes if "order-2" in n and "evaluated in" not in n]
+    return [r for r in report.rows if r.order == 2], notes
 
 
 def _bare(net, params, x, key, state) -> bool:

@@ -72,6 +72,7 @@ def test_layers_see_the_activations_that_flow_into_them():
     np.testing.assert_array_equal(found[2].x, jax.numpy.tanh(h))
 
 
+@pytest.mark.slow
 def test_dropout_layers_get_the_masks_of_the_whole_run():
     net = jnet.serial(jnet.dense(6), jnet.dropout(0.5), jnet.dense(2))
     params, x, y, _ = inputs(net)
@@ -83,6 +84,7 @@ def test_dropout_layers_get_the_masks_of_the_whole_run():
     assert report.ok
 
 
+@pytest.mark.slow
 def test_stateful_layer_in_training_and_inference():
     good = jnet.serial(jnet.dense(3), centering(), jnet.dense(2))
     params, x, y, state = inputs(good)

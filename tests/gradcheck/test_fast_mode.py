@@ -5,6 +5,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jnet
 
@@ -38,6 +39,7 @@ def conv(features, kernel=3):
     return jnet.Layer(init, forward, backward, f"conv({features}, {kernel})")
 
 
+@pytest.mark.slow
 def test_a_million_parameter_conv_checks_in_seconds():
     layer = conv(256)  # 3 * 3 * 448 * 256 = 1,032,192 parameters
     _, params = layer.init(jax.random.key(0), (2, 6, 6, 448))

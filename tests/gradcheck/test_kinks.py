@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jnet
 from jnet.gradcheck import check_gradients
@@ -26,6 +27,7 @@ def test_a_wrong_relu_backward_at_kinks_still_fails():
     assert not jnet.check_vjp(relu, ZEROS, reference=jax.nn.relu).ok
 
 
+@pytest.mark.slow
 def test_relu_network_on_exact_zeros_passes_check_gradients():
     # Zero biases and inputs with exact zeros: relu's input sits on its kink, in the first
     # layer directly and after the dense layers for the all-zero example.

@@ -4,6 +4,7 @@ gradients under jax.vmap."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from planted_layers import batch_only_dense, cube
 
 import jnet
@@ -16,6 +17,7 @@ def inputs(net, shape=(4, 3)):
     return params, jnp.asarray(rng.normal(size=shape)), jnp.asarray(rng.normal(size=out_shape))
 
 
+@pytest.mark.slow
 def test_layer_wrong_only_to_second_order_is_named():
     net = jnet.serial(jnet.dense(4), cube(second_order_bug=True), jnet.dense(2))
     params, x, y = inputs(net)
