@@ -65,15 +65,21 @@ assert "matplotlib" not in sys.modules
 """
 
 
-@pytest.mark.parametrize("name", SCRIPTS)
-def test_help_answers_at_once_without_jax(name):
-    code = HELP.format(folder=str(EXPERIMENTS), script=f"{name}.py", name=name)
+def _timed(code: str) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    return done, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_answers_at_once_without_jax(name):
+    done, seconds = _timed(HELP.format(folder=str(EXPERIMENTS), script=f"{name}.py", name=name))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage: python experiments/" in done.stdout
-    assert seconds < 2.0, f"--help took {seconds:.2f} s"
+    # Beyond the interpreter's own start (seconds on a loaded machine), well under a second;
+    # importing JAX alone takes 1-3 s here.
+    _, bare = _timed("pass")
+    assert seconds - bare < 1.0, f"--help took {seconds:.2f} s, a bare python {bare:.2f} s"
 
 
 def test_import_jnet_does_not_import_matplotlib():
