@@ -10,6 +10,7 @@ Each image gets its own draw; the same key gives the same batch.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -67,7 +68,13 @@ def random_flip() -> Augment:
 def compose(*augments: Augment) -> Augment:
     """Applies `augments` in order, each with its own key split from the one given."""
     for i, a in enumerate(augments):
-        if not callable(a):
+        try:
+            takes_two = callable(a) and bool(inspect.signature(a).bind(None, None))
+        except TypeError:
+            takes_two = False
+        except ValueError:  # no signature to read (a builtin): trust it
+            takes_two = True
+        if not takes_two:
             raise ValueError(
                 f"compose: argument {i} must be an augmentation (key, x) -> x; got "
                 f"{type(a).__name__} (call the factory: random_flip())"

@@ -25,7 +25,7 @@ from jax import lax
 from jnet import initializers
 from jnet.layers import windows
 from jnet.layers.base import Layer
-from jnet.layers.checks import check_float, check_ndim, int_pair, param_dict, positive_int
+from jnet.layers.checks import check_float, int_pair, param_dict, positive_int
 
 LOWERINGS = ("matmul", "xla")
 _DN = ("NHWC", "HWIO", "NHWC")
@@ -77,7 +77,7 @@ def conv2d(
       lowering: None (by backend at trace time: "matmul" on CPU, "xla" elsewhere),
         "matmul" (im2col: shifted slices and one matmul) or "xla" (`lax.conv_general_dilated`).
 
-    Shapes: x `(N, H, W, in)` -> y `(N, Ho, Wo, features)`;
+    Shapes: x `(N, H, W, in)` -> y `(N, Ho, Wo, features)` (more leading axes are batch axes);
     params `{"w": (kh, kw, in, features), "b": (features,)}`.
     """
     name = _name(features, kernel_size, strides, padding, dilation, lowering)
@@ -92,24 +92,21 @@ def conv2d(
     b_init = b_init or initializers.zeros()
 
     def geometry(shape):  # (pads, (ho, wo)) for an input shape, checked
-        if len(shape) != 4:
-            raise ValueError(
-                f"{name}: input has shape {tuple(shape)}; expected 4 axes (N, H, W, C)"
-            )
-        return windows.resolve(name, pad_spec, shape[1:3], window, stride, dil)
+        windows.check_images(name, shape)
+        return windows.resolve(name, pad_spec, shape[-3:-1], window, stride, dil)
 
     def init(key, input_shape):
         _, (ho, wo) = geometry(input_shape)
         wkey, bkey = jax.random.split(key)
         params = {
-            "w": w_init(wkey, (*window, input_shape[3], features)),
+            "w": w_init(wkey, (*window, input_shape[-1], features)),
             "b": b_init(bkey, (features,)),
         }
-        return (input_shape[0], ho, wo, features), params
+        return (*input_shape[:-3], ho, wo, features), params
 
     def forward(params, x, *, key=None):
         check_float(name, x)
-        check_ndim(name, x, 4, "(N, H, W, C)")
+        windows.check_images(name, x.shape)
         params = param_dict(name, params, {"w", "b"})
         w, b = params["w"], params["b"]
         if w.ndim != 4 or w.shape[:2] != window or w.shape[3] != features or b.shape != (features,):
@@ -118,24 +115,27 @@ def conv2d(
                 f"({window[0]}, {window[1]}, in, {features}) and ({features},): "
                 "they are another layer's"
             )
-        if x.shape[3] != w.shape[2]:
+        if x.shape[-1] != w.shape[2]:
             raise ValueError(
                 f"{name}: input has shape {x.shape} but this layer was initialised for "
                 f"{w.shape[2]} input channels; expected (N, H, W, {w.shape[2]})"
             )
         pads, out_hw = geometry(x.shape)
+        x4 = windows.fold(x)
         if lowering_for(lowering) == "xla":
             y = lax.conv_general_dilated(
-                x, w, stride, pads, rhs_dilation=dil, dimension_numbers=_DN
+                x4, w, stride, pads, rhs_dilation=dil, dimension_numbers=_DN
             )
         else:
-            patches = _patches(x, pads, window, stride, dil, out_hw)
+            patches = _patches(x4, pads, window, stride, dil, out_hw)
             y = patches @ w.reshape(-1, features)
+        y = y.reshape(x.shape[:-3] + y.shape[1:])
         return y + b, x  # cache = x; the matmul lowering re-slices it in backward
 
-    def backward(params, x, dy):
+    def backward(params, x_in, dy):
         w = params["w"]
-        pads, out_hw = geometry(x.shape)
+        pads, out_hw = geometry(x_in.shape)
+        x, dy = windows.fold(x_in), windows.fold(dy)
         db = dy.sum((0, 1, 2))
         if lowering_for(lowering) == "xla":
             dw, dx = _xla_backward(x, w, dy, pads, stride, dil)
@@ -147,7 +147,7 @@ def conv2d(
             c = x.shape[3]
             parts = [dpatches[..., t * c : (t + 1) * c] for t in range(window[0] * window[1])]
             dx = windows.scatter_slices(parts, x.shape[1:3], pads, window, stride, dil)
-        return {"w": dw, "b": db}, dx
+        return {"w": dw, "b": db}, dx.reshape(x_in.shape)
 
     return Layer(init, forward, backward, name)
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from jnet.layers import windows
 from jnet.layers.base import Layer
-from jnet.layers.checks import check_float, check_ndim, int_pair
+from jnet.layers.checks import check_float, int_pair
 
 
 def _options(kind, window, strides, padding):
@@ -39,19 +39,16 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any) -> Layer:
     ones = (1, 1)
 
     def geometry(shape):
-        if len(shape) != 4:
-            raise ValueError(
-                f"{name}: input has shape {tuple(shape)}; expected 4 axes (N, H, W, C)"
-            )
-        pads, out_hw = windows.resolve(name, pad_spec, shape[1:3], win, stride)
+        windows.check_images(name, shape)
+        pads, out_hw = windows.resolve(name, pad_spec, shape[-3:-1], win, stride)
         tiled = (
             win == stride
             and pads == ((0, 0), (0, 0))
-            and all(n == o * k for n, o, k in zip(shape[1:3], out_hw, win, strict=True))
+            and all(n == o * k for n, o, k in zip(shape[-3:-1], out_hw, win, strict=True))
         )
         return pads, out_hw, tiled
 
-    def taps(x):  # the kh * kw slices of each window, row-major, and the geometry
+    def taps(x):  # the kh * kw slices of each (N, H, W, C) window, row-major
         pads, out_hw, tiled = geometry(x.shape)
         if tiled:  # a reshape: (N, Ho, kh, Wo, kw, C)
             n, _, _, c = x.shape
@@ -71,24 +68,28 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any) -> Layer:
 
     def init(key, input_shape):
         _, out_hw, _ = geometry(tuple(input_shape))
-        return (input_shape[0], *out_hw, input_shape[3]), ()
+        return (*input_shape[:-3], *out_hw, input_shape[-1]), ()
 
     def check(x):
         check_float(name, x)
-        check_ndim(name, x, 4, "(N, H, W, C)")
+        windows.check_images(name, x.shape)
+
+    def unfold(y4, x):  # (N', Ho, Wo, C) back to x's leading axes
+        return y4.reshape(x.shape[:-3] + y4.shape[1:])
 
     if kind == "max_pool":
 
         def forward(params, x, *, key=None):
             check(x)
-            parts, _ = taps(x)
+            parts, _ = taps(windows.fold(x))
             y = parts[0]
             for p in parts[1:]:
                 y = jnp.maximum(y, p)
-            return y, (x, y)
+            return unfold(y, x), (x, y)
 
         def backward(params, cache, dy):
-            x, y = cache
+            x_in, y = cache
+            x, dy = windows.fold(x_in), windows.fold(dy)
             parts, tiled = taps(x)
             taken = jnp.zeros(y.shape, bool)
             grads = []
@@ -96,20 +97,22 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any) -> Layer:
                 pick = (p == y) & ~taken
                 taken = taken | pick
                 grads.append(jnp.where(pick, dy, 0))
-            return (), untaps(grads, x.shape, tiled)
+            return (), untaps(grads, x.shape, tiled).reshape(x_in.shape)
 
     else:
         size = win[0] * win[1]
 
         def forward(params, x, *, key=None):
             check(x)
-            parts, _ = taps(x)
-            return sum(parts[1:], parts[0]) / size, x  # padding counts (as flax's default)
+            parts, _ = taps(windows.fold(x))
+            y = sum(parts[1:], parts[0]) / size  # padded zeros count (as flax's default)
+            return unfold(y, x), x
 
-        def backward(params, x, dy):
+        def backward(params, x_in, dy):
+            x, dy = windows.fold(x_in), windows.fold(dy)
             _, _, tiled = geometry(x.shape)
             share = dy / size
-            return (), untaps([share] * size, x.shape, tiled)
+            return (), untaps([share] * size, x.shape, tiled).reshape(x_in.shape)
 
     return Layer(init, forward, backward, name)
 
@@ -126,9 +129,9 @@ def max_pool(
       padding: "VALID" (default), "SAME", an int or `((top, bottom), (left, right))`;
         padded pixels are -inf, so they never win.
 
-    Shapes: `(N, H, W, C)` -> `(N, Ho, Wo, C)`; no params. Backward: each window's
-    gradient goes to its first maximum in row-major order (as `jax.grad` of
-    `lax.reduce_window` max), also when the window holds ties.
+    Shapes: `(N, H, W, C)` -> `(N, Ho, Wo, C)` (more leading axes are batch axes); no
+    params. Backward: each window's gradient goes to its first maximum in row-major order
+    (as `jax.grad` of `lax.reduce_window` max), also when the window holds ties.
     """
     return _pool("max_pool", window, strides, padding)
 
@@ -149,19 +152,16 @@ def global_avg_pool() -> Layer:
     name = "global_avg_pool()"
 
     def init(key, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(
-                f"{name}: input has shape {tuple(input_shape)}; expected 4 axes (N, H, W, C)"
-            )
-        return (input_shape[0], input_shape[3]), ()
+        windows.check_images(name, input_shape)
+        return (*input_shape[:-3], input_shape[-1]), ()
 
     def forward(params, x, *, key=None):
         check_float(name, x)
-        check_ndim(name, x, 4, "(N, H, W, C)")
-        return x.mean((1, 2)), x  # cache = x, for its shape
+        windows.check_images(name, x.shape)
+        return x.mean((-3, -2)), x  # cache = x, for its shape
 
     def backward(params, x, dy):
-        h, w = x.shape[1:3]
-        return (), jnp.broadcast_to((dy / (h * w))[:, None, None, :], x.shape)
+        h, w = x.shape[-3:-1]
+        return (), jnp.broadcast_to((dy / (h * w))[..., None, None, :], x.shape)
 
     return Layer(init, forward, backward, name)

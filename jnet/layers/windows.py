@@ -22,6 +22,20 @@ from jax import lax
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
+def check_images(name: str, shape: Sequence[int]) -> None:
+    """Raises unless `shape` is `(N, H, W, C)`; more leading axes are batch axes too."""
+    if len(shape) < 4:
+        raise ValueError(
+            f"{name}: input has shape {tuple(shape)}; expected 4 axes (N, H, W, C) "
+            "(more leading axes count as batch axes)"
+        )
+
+
+def fold(x: jax.Array) -> jax.Array:
+    """`(..., H, W, C)` as `(N, H, W, C)`: extra leading axes merged into the batch."""
+    return x if x.ndim == 4 else x.reshape((-1,) + x.shape[-3:])
+
+
 def padding_spec(name: str, padding: Any) -> str | Pads:
     """Checks a padding argument at construction: "SAME", "VALID" or explicit pairs."""
     if isinstance(padding, str):
