@@ -1,0 +1,265 @@
+"""LSTM training steps, side by side: jnet's hand-written BPTT vs jax.grad vs PyTorch nn.LSTM.
+
+Row-by-row MNIST (28 steps of 28 pixels), `lstm(128, return_sequences=False)` then
+`dense(10)`, softmax cross entropy, batch 128, plain SGD. One process, the same initial
+weights and the same batches for all:
+
+  jnet        `jnet.make_step` (the hand-written backward: input projection, dw_x, dw_h
+              and dx one matmul each outside the scans), `--steps` steps in one `lax.scan`.
+  reference   `jax.value_and_grad` of the same forward (a `lax.scan` LSTM with the input
+              projection hoisted out of it, as jnet's) + optax SGD, in the same kind of scan.
+  ref-naive   the same, with `x_t w_x` inside the scan body: how a scan LSTM is often written.
+  torch       `torch.nn.LSTM` + `nn.Linear` on the CPU, eager, a Python loop (if torch imports).
+
+Compilation and a warm-up run are excluded; each time is the median (and the best) of
+`--repeats` runs, interleaved across implementations in an order rotated every round, so a
+noisy neighbour on a shared machine slows them alike; on a loaded machine the best run is
+the closer estimate of uncontended speed. After timing, jnet's and the reference's parameters are
+compared (they must agree to float32 rounding):
+
+    python benchmarks/lstm.py                    # 20 steps, 5 repeats (about 2 minutes)
+    python benchmarks/lstm.py --steps 50 --repeats 9 --json results/bench_lstm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shlex
+import statistics
+import sys
+import time
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=20, help="SGD steps per timed run")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per implementation")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
+    p.add_argument("--torch-threads", type=int, default=None, help="default: all cores")
+    p.add_argument("--data-dir", type=pathlib.Path, default=None, help="MNIST folder")
+    p.add_argument("--json", type=pathlib.Path, default=None, help="write the rows here")
+    args = p.parse_args(argv)
+    if min(args.steps, args.repeats, args.batch_size, args.hidden) < 1:
+        p.error("--steps, --repeats, --batch-size and --hidden must be positive")
+    return args
+
+
+def load_batches(args):
+    """`(xb (steps, B, 28, 28) float32, yb (steps, B) int32, source)`: MNIST, else random."""
+    import numpy as np
+
+    n = args.steps * args.batch_size
+    try:
+        from jnet import data
+
+        (x, y), _ = data.mnist(args.data_dir, download=False)
+        x, y, source = data.scale(x[:n]).astype(np.float32), y[:n].astype(np.int32), "MNIST"
+        if len(x) < n:
+            raise ValueError("not enough images")
+    except Exception:  # timings do not depend on the pixel values
+        rng = np.random.default_rng(0)
+        x = rng.random((n, 28, 28), np.float32)
+        y, source = rng.integers(0, 10, n).astype(np.int32), "random (MNIST not found)"
+    shape = (args.steps, args.batch_size)
+    return x.reshape(shape + (28, 28)), y.reshape(shape), source
+
+
+def reference_forward(hoisted: bool):
+    """A plain LSTM + dense forward in JAX (gates i, f, g, o), for jax.grad."""
+    import jax
+    import jax.numpy as jnp
+
+    def forward(params, x):
+        lp, dp = params
+        xs = jnp.swapaxes(x, 0, 1)  # (T, N, D)
+        hidden = lp["w_h"].shape[0]
+        a = xs @ lp["w_x"] + lp["b"] if hoisted else xs
+
+        def cell(carry, a_t):
+            h, c = carry
+            z = (a_t if hoisted else a_t @ lp["w_x"] + lp["b"]) + h @ lp["w_h"]
+            i, f, g, o = jnp.split(z, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            return (jax.nn.sigmoid(o) * jnp.tanh(c), c), None
+
+        zero = jnp.zeros((x.shape[0], hidden), x.dtype)
+        (h, _), _ = jax.lax.scan(cell, (zero, zero), a)
+        return h @ dp["w"] + dp["b"]
+
+    return forward
+
+
+def jax_impls(args, params, net, xb, yb):
+    """`{name: (run, compile_seconds)}`; `run()` does all the steps and blocks."""
+    import jax
+    import optax
+
+    import jnet
+
+    opt = optax.sgd(args.lr)
+    loss = jnet.softmax_cross_entropy
+    impls = {}
+
+    def timed_jit(fn, *example):
+        compiled_at = time.perf_counter()
+        compiled = jax.jit(fn).lower(*example).compile()
+        seconds = time.perf_counter() - compiled_at
+        return compiled, seconds
+
+    step = jnet.make_step(net, loss, opt)
+
+    def jnet_run(state, xb, yb):
+        state, m = jax.lax.scan(lambda s, b: step(s, b), state, (xb, yb))
+        return state.params, m["loss"]
+
+    state = jnet.init_state(net, opt, jax.random.key(0), (1, 28, 28), params=params)
+    compiled, sec = timed_jit(jnet_run, state, xb, yb)
+    impls["jnet"] = (lambda: jax.block_until_ready(compiled(state, xb, yb)), sec)
+
+    for name, hoisted in (("reference", True), ("ref-naive", False)):
+        forward = reference_forward(hoisted)
+
+        def value(p, x, y, forward=forward):
+            logits = forward(p, x)
+            return -jax.numpy.mean(jax.nn.log_softmax(logits)[jax.numpy.arange(len(y)), y])
+
+        def ref_run(p, xb, yb, value=value):
+            def body(carry, batch):
+                p, s = carry
+                v, g = jax.value_and_grad(value)(p, *batch)
+                updates, s = opt.update(g, s, p)
+                return (optax.apply_updates(p, updates), s), v
+
+            (p, _), losses = jax.lax.scan(body, (p, opt.init(p)), (xb, yb))
+            return p, losses
+
+        compiled_ref, sec = timed_jit(ref_run, params, xb, yb)
+        impls[name] = (
+            lambda c=compiled_ref: jax.block_until_ready(c(params, xb, yb)),
+            sec,
+        )
+    return impls
+
+
+def torch_impl(args, params, xb, yb):
+    """PyTorch nn.LSTM + nn.Linear with the same weights, SGD, a Python loop; or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import numpy as np
+
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
+    lp, dp = (jax_tree_numpy(p) for p in params)
+    lstm = torch.nn.LSTM(28, args.hidden, batch_first=True)
+    head = torch.nn.Linear(args.hidden, 10)
+    with torch.no_grad():
+        lstm.weight_ih_l0.copy_(torch.from_numpy(lp["w_x"].T.copy()))
+        lstm.weight_hh_l0.copy_(torch.from_numpy(lp["w_h"].T.copy()))
+        lstm.bias_ih_l0.copy_(torch.from_numpy(lp["b"].copy()))
+        lstm.bias_hh_l0.zero_()
+        head.weight.copy_(torch.from_numpy(dp["w"].T.copy()))
+        head.bias.copy_(torch.from_numpy(dp["b"].copy()))
+    state0 = [t.detach().clone() for t in (*lstm.parameters(), *head.parameters())]
+    opt = torch.optim.SGD([*lstm.parameters(), *head.parameters()], lr=args.lr)
+    xs, ys = torch.from_numpy(np.asarray(xb)), torch.from_numpy(np.asarray(yb)).long()
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def run():
+        with torch.no_grad():  # every run starts from the same weights
+            for t, t0 in zip((*lstm.parameters(), *head.parameters()), state0, strict=True):
+                t.copy_(t0)
+        for i in range(len(xs)):
+            opt.zero_grad(set_to_none=True)
+            out, _ = lstm(xs[i])
+            loss = loss_fn(head(out[:, -1]), ys[i])
+            loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+    return run, 0.0, torch.__version__
+
+
+def jax_tree_numpy(tree):
+    import numpy as np
+
+    return {k: np.asarray(v, np.float32) for k, v in tree.items()}
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    import jax
+    import numpy as np
+
+    import jnet
+
+    xb, yb, source = load_batches(args)
+    net = jnet.serial(jnet.lstm(args.hidden, return_sequences=False), jnet.dense(10))
+    _, params = net.init(jax.random.key(0), (1, 28, 28))
+    impls = jax_impls(args, params, net, jax.numpy.asarray(xb), jax.numpy.asarray(yb))
+    torch_version = None
+    if not args.no_torch:
+        t = torch_impl(args, params, xb, yb)
+        if t is not None:
+            impls["torch"] = (t[0], t[1])
+            torch_version = t[2]
+    names = list(impls)
+    for name in names:  # warm-up
+        impls[name][0]()
+    times = {name: [] for name in names}
+    for r in range(args.repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            impls[name][0]()
+            times[name].append(time.perf_counter() - start)
+    # The two JAX paths must have trained the same network.
+    p_jnet, l_jnet = impls["jnet"][0]()
+    p_ref, l_ref = impls["reference"][0]()
+    diff = max(
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(jax.tree.leaves(p_jnet), jax.tree.leaves(p_ref), strict=True)
+    )
+    ref_ms = statistics.median(times["reference"]) / args.steps * 1e3
+    ref_best = min(times["reference"]) / args.steps * 1e3
+    rows = []
+    for name in names:
+        ms = statistics.median(times[name]) / args.steps * 1e3
+        best = min(times[name]) / args.steps * 1e3
+        rows.append({
+            "impl": name, "ms_per_step": ms, "best_ms": best, "ratio": ms / ref_ms,
+            "best_ratio": best / ref_best, "compile_s": impls[name][1],
+            "times_s": times[name],
+        })  # fmt: skip
+    cpu = platform.processor() or platform.machine()
+    print(
+        f"LSTM {args.hidden}, row-by-row MNIST ({source}), batch {args.batch_size}, SGD "
+        f"{args.lr}: {args.steps} steps per run, median of {args.repeats}; "
+        f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} cores {cpu}"
+    )
+    print(f"{'impl':<10} {'median ms/step':>14} {'vs reference':>12} {'best ms/step':>12} "
+          f"{'vs reference':>12} {'compile s':>9}")  # fmt: skip
+    for r in rows:
+        best = f"{r['best_ms']:>12.1f} {r['best_ratio']:>11.2f}x"
+        print(f"{r['impl']:<10} {r['ms_per_step']:>14.1f} {r['ratio']:>11.2f}x {best} "
+              f"{r['compile_s']:>9.1f}")  # fmt: skip
+    print(f"jnet vs reference after {args.steps} steps: max |param diff| {diff:.1e}; first "
+          f"losses {float(l_jnet[0]):.6f} / {float(l_ref[0]):.6f}")  # fmt: skip
+    if torch_version:
+        print(f"torch {torch_version}, {args.torch_threads or os.cpu_count()} threads")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"command": shlex.join(["python", "benchmarks/lstm.py", *(argv or sys.argv[1:])]),
+                "jax": jax.__version__, "torch": torch_version, "param_diff": diff}  # fmt: skip
+        args.json.write_text(json.dumps({"rows": rows, **meta}, indent=1) + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
