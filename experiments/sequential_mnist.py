@@ -1,7 +1,7 @@
 """Sequential MNIST and the adding problem: an LSTM beside a plain RNN, BPTT by hand.
 
     python experiments/sequential_mnist.py             # the full run: 27 min on 2 loaded cores
-    python experiments/sequential_mnist.py --quick     # a smoke run (seconds)
+    python experiments/sequential_mnist.py --quick     # a smoke run (mostly compiling)
     python experiments/sequential_mnist.py --parts adding --adding-length 200
 
 Row-by-row MNIST: each 28x28 image is read as 28 time steps of 28 pixels by
