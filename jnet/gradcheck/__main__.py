@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--training", action="store_true", help="pass a key (dropout, stats)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--layers", action="store_true",
+        help="registry cases: also check each layer on its own and per-example gradients "
+        "(a user's MODULE:FACTORY always is; the registry's cases are single layers already)",
+    )  # fmt: skip
+    parser.add_argument(
         "cases",
         nargs="*",
         help=f"MODULE:FACTORY, or registry cases (default all: {', '.join(CASES)})",
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
             )
     else:
+        options |= dict(layers=args.layers, per_example=args.layers)
         reports = [
             check_case(name, dtype, seed=args.seed, **options) for name in args.cases or CASES
         ]

@@ -84,7 +84,10 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any) -> Layer:
             parts, _ = taps(windows.fold(x))
             y = parts[0]
             for p in parts[1:]:
-                y = jnp.maximum(y, p)
+                # A select, not jnp.maximum: autodiff of this forward then also gives a tied
+                # window's gradient to its first maximum (maximum would split it), so
+                # checking backward against jax.vjp of forward compares like with like.
+                y = jnp.where(p > y, p, y)
             return unfold(y, x), (x, y)
 
         def backward(params, cache, dy):
