@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _registry_support import NAMES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -18,8 +19,6 @@ from jax.test_util import check_grads
 import jnet
 from jnet.gradcheck import TOLERANCES, GradientCheckError, assert_trees_close, check_gradients
 from jnet.gradcheck.registry import CASES, case_inputs, check_case
-
-NAMES = list(CASES)
 
 
 @functools.cache

@@ -7,13 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _registry_support import NAMES
 
 import jnet
 from jnet import initializers
 from jnet.gradcheck import assert_trees_close
 from jnet.gradcheck.registry import CASES, case_inputs
-
-NAMES = list(CASES)
 
 
 @functools.cache
