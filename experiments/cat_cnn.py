@@ -1,7 +1,7 @@
 """Cat vs non-cat with a small CNN, random flips and shifts: beside the course's 4-layer MLP.
 
     python experiments/cat_cnn.py                  # 5 seeds
-    python experiments/cat_cnn.py --num-seeds 10 --epochs 200
+    python experiments/cat_cnn.py --num-seeds 10 --epochs 100
 
 Data: the course's 209 training and 50 test images (64x64x3 RGB, pixels / 255, NHWC).
 The network: four 3x3 convolutions (16, 32, 64, 64 channels), each with batch norm and
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 NAME = "cat_cnn"
 CONFIG: dict[str, Any] = {
     "channels": (16, 32, 64, 64),
-    "epochs": 100,
+    "epochs": 30,
     "batch_size": 32,
     "lr": 2e-3,
     "shift": 4,
