@@ -7,7 +7,7 @@ Data: the course's 209 training and 50 test images (64x64x3 RGB, pixels / 255, N
 The network: four 3x3 convolutions (16, 32, 64, 64 channels), each with batch norm and
 relu, max_pool 2 after the first three (64 -> 32 -> 16 -> 8), global average pooling,
 dropout 0.3, dense 1; `sigmoid_binary_cross_entropy` on the logit (prediction: logit > 0).
-Adam, 5% warm-up then cosine decay, batch 32 (6 steps an epoch). Every training batch
+Adam, 5% warm-up then cosine decay, batch 32 (6 steps an epoch), 30 epochs. Every batch
 is flipped left-right with probability 1/2 and shifted by up to 4 pixels
 (`jnet.augment`), drawn on the device inside the compiled epoch.
 
