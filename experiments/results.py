@@ -106,7 +106,7 @@ NOTES = {
     ),
     "mnist_cnn_plain_cpu": "Fewer epochs and seeds than the recipe: what the shared CPU allowed.",
     "mnist_cnn_bn_cpu": (
-        "One epoch on the first 10,000 training images, one seed: what the shared CPU allowed."
+        "Two epochs on the first 20,000 training images, one seed: what the shared CPU allowed."
     ),
     "mnist_cnn_speed_cpu": (
         "The speed run's recipe on the shared, loaded 2-core CPU; the goal (< 0.5 s) is for a GPU."
