@@ -26,8 +26,11 @@ SCRIPTS = [
     "xor",
     "activations",
     "speedrun",
+    "mnist_cnn",
+    "cat_cnn",
 ]
 READS_DATA = {"mnist_two_layer", "mnist_csv", "mnist_minibatch", "cat_classifier", "speedrun"}
+READS_DATA |= {"mnist_cnn", "cat_cnn"}
 TRAINS = set(SCRIPTS) - {"activations"}
 COMMON = ("--out", "--seed", "--quick", "--no-progress")
 TABLE_HEADER = ["run", "metric", "ours", "tutorial", "note"]
