@@ -297,15 +297,9 @@ def main(argv=None) -> dict:
                 f"seed {r['seed']}": ([c[1] for c in r["curve"]], [c[2] * 100 for c in r["curve"]])
                 for r in runs
             }
-            files.append(
-                plots.series(
-                    lines,
-                    args.out / "speed.png",
-                    x_label="training seconds (compile excluded)",
-                    y_label="test accuracy (%)",
-                    title=f"speed run: test accuracy every {args.eval_every} steps",
-                )
-            )
+            labels = dict(x_label="training seconds (compile excluded)", y_label="test accuracy (%)")
+            title = f"speed run: test accuracy every {args.eval_every} steps"
+            files.append(plots.series(lines, args.out / "speed.png", title=title, **labels))
             continue
         metric = f"test acc ({len(xt)})"
         rows.append(
