@@ -297,7 +297,7 @@ def main(argv=None) -> dict:
                 f"seed {r['seed']}": ([c[1] for c in r["curve"]], [c[2] * 100 for c in r["curve"]])
                 for r in runs
             }
-            labels = dict(x_label="training seconds (compile excluded)", y_label="test accuracy (%)")
+            labels = dict(x_label="training seconds (compile excluded)", y_label="test acc (%)")
             title = f"speed run: test accuracy every {args.eval_every} steps"
             files.append(plots.series(lines, args.out / "speed.png", title=title, **labels))
             continue
