@@ -12,6 +12,7 @@ from jnet.gradcheck.report import VJPRow
 from jnet.gradcheck.tolerances import Tolerances
 from jnet.gradcheck.vjp import check_vjp
 from jnet.layers.base import forward_with_state
+from jnet.layers.checks import BackwardError
 from jnet.network import apply
 from jnet.trees import leaf_name
 
@@ -50,8 +51,9 @@ def _bare(net, params, x, key, state) -> bool:
 
     try:
         one, batch = jax.eval_shape(out, x[0]), jax.eval_shape(out, x)
-    except (ValueError, TypeError, IndexError):
-        return False
+    except (ValueError, TypeError, IndexError) as e:
+        # A backward that fails on the bare shapes is the fault to report, not the forward.
+        return isinstance(e, BackwardError) or getattr(e, "in_backward", False)
     return one.shape == batch.shape[1:]
 
 
