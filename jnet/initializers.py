@@ -62,3 +62,15 @@ def he_normal() -> Initializer:
 def lecun_normal() -> Initializer:
     """randn / sqrt(fan_in) (the deep-learning course's L-layer init)."""
     return _scaled_normal(lambda fan_in, fan_out: fan_in**-0.5)
+
+
+def glorot_uniform() -> Initializer:
+    """U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio; Flax's and Keras's
+    default for dense kernels)."""
+
+    def init(key, shape, dtype=float):
+        fan_in, fan_out = _fans(shape)
+        limit = (6.0 / (fan_in + fan_out)) ** 0.5
+        return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+    return init

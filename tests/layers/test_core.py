@@ -366,3 +366,12 @@ def test_a_python_list_input_is_named_not_dumped():
         ValueError, match=r"0:dense\(3\): input must be an array; got list"
     ):
         jnet.value_and_grad(net, jnet.softmax_cross_entropy)(params, [[1.0, 2.0]], jnp.array([0]))
+
+
+def test_glorot_uniform_has_the_glorot_limit_and_counts_a_kernels_receptive_field():
+    w = np.asarray(initializers.glorot_uniform()(KEY, (FAN_IN, FAN_OUT)))
+    limit = math.sqrt(6 / (FAN_IN + FAN_OUT))
+    assert np.abs(w).max() <= limit and np.abs(w).max() > 0.95 * limit
+    assert abs(w.std() - limit / math.sqrt(3)) < 0.05 * limit
+    k = np.asarray(initializers.he_normal()(KEY, (3, 3, 16, 32)))  # fan_in = 3 * 3 * 16
+    assert abs(k.std() - math.sqrt(2 / 144)) < 0.05 * math.sqrt(2 / 144)
