@@ -166,7 +166,7 @@ def validate_data(
         if isinstance(e, BackwardError) or getattr(e, "in_backward", False):
             raise ValueError(f"{where}: {e}") from None  # the layer's fault, not the data's
         raise ValueError(
-            f"{where}: x of shape {x_np.shape} does not fit the network: {e}"
+            f"{where}: x of shape {x_np.shape} and dtype {x_np.dtype} does not fit the network: {e}"
         ) from None
     (loss.check_targets or finite_targets)(y_np, out.shape, where)
     try:  # target shapes

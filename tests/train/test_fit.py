@@ -234,7 +234,10 @@ BAD_INPUTS = {
     "nan": (lambda x, y: (np.where(x > 1, np.nan, x), y), r"x contains \d+ NaN or inf"),
     "inf": (lambda x, y: (np.where(x > 1, np.inf, x).astype(np.float32), y), r"NaN or inf"),
     "uint8": (lambda x, y: ((np.abs(x) * 50).astype(np.uint8), y), r"floating point.*uint8"),
-    "width": (lambda x, y: (x[:, :3], y), r"x of shape \(20, 3\) does not fit .*dense\(10\)"),
+    "width": (
+        lambda x, y: (x[:, :3], y),
+        r"x of shape \(20, 3\) and dtype float\d+ does not fit .*dense\(10\)",
+    ),
     "y (N, 1)": (lambda x, y: (x, y[:, None]), r"y of shape \(20, 1\) does not fit .*\(20, 10\)"),
     "int one-hot": (lambda x, y: (x, np.eye(10, dtype=int)[y]), r"looks one-hot but is int"),
     "2x one-hot": (lambda x, y: (x, 2 * np.eye(10)[y]), r"targets must lie in \[0, 1\]"),

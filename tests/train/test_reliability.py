@@ -13,6 +13,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from _train_support import assert_trees_equal, float32, without_seconds
@@ -228,3 +229,12 @@ def test_train_step_on_a_donated_state_says_so():
 def test_batch_size_larger_than_the_data_names_fit(blobs):
     with pytest.raises(ValueError, match=r"^fit: batch_size 500 exceeds the 160 training"):
         run(blobs, 1, batch_size=500)
+
+
+def test_float64_validation_data_is_reported_as_float64(blobs):
+    x, y = blobs
+    wide = np.concatenate([x, x[:, :1]], axis=1).astype(np.float64)  # 11 features, float64
+    with pytest.raises(ValueError, match=r"^fit\(validation\): x of shape \(160, 11\) and dtype "
+                                         r"float64 does not fit"):  # fmt: skip
+        run(blobs, 1, validation=(wide, y))
+    run(blobs, 1, validation=(x.astype(np.float64), y))  # the right shape in float64 trains
