@@ -72,7 +72,8 @@ def check_backward(name: str, backward: Any, params: Any, x: Any, cache: Any, y:
     """Traces `backward(params, cache, dy)` abstractly (no compute, nothing added to the
     program) and checks what it returns: `dparams` with the structure, shapes and dtypes
     of `params`, `dx` with those of `x` (leaves of `x` that are not floating point, such
-    as an integer mask, may get anything, None included). Mixed precision is allowed:
+    as an integer mask, may get anything; None stands for a zero gradient anywhere).
+    Mixed precision is allowed:
     a gradient may come in its leaf's dtype promoted with dy's. Raises a ValueError naming the
     layer, what was expected and what came back."""
     out = jax.eval_shape(backward, params, cache, y)
@@ -98,14 +99,14 @@ def _same_layout(name: str, what: str, got: Any, want: Any, of: str, dy_dtype: A
             f"expected the structure of {of}, {treedef}"
         ) from None
     for (path, w), g in zip(jax.tree_util.tree_leaves_with_path(want), got_leaves, strict=True):
-        if not jnp.issubdtype(jnp.result_type(w), jnp.inexact):
-            continue  # an integer or bool input gets no gradient to check
+        if g is None or not jnp.issubdtype(jnp.result_type(w), jnp.inexact):
+            continue  # None is JAX's zero gradient (e.g. for a float mask); ints get none
         where = what + jax.tree_util.keystr(path)
         dtypes = {jnp.result_type(w)}
         if dy_dtype is not None:
             dtypes.add(jnp.promote_types(jnp.result_type(w), dy_dtype))
-        if g is None or jnp.shape(g) != jnp.shape(w) or jnp.result_type(g) not in dtypes:
-            shown = "None" if g is None else f"shape {jnp.shape(g)} and dtype {jnp.result_type(g)}"
+        if jnp.shape(g) != jnp.shape(w) or jnp.result_type(g) not in dtypes:
+            shown = f"shape {jnp.shape(g)} and dtype {jnp.result_type(g)}"
             raise BackwardError(
                 f"{name}: backward returned {where} of {shown}; expected shape "
                 f"{jnp.shape(w)} and dtype {jnp.result_type(w)}, those of {of}"
