@@ -9,11 +9,12 @@ Images are NHWC (N, 28, 28, 1), pixels / 255; every run reports all 10,000 test 
   plain: conv(32, 3) relu, max_pool 2, conv(64, 3) relu, max_pool 2, flatten, dropout 0.25,
     dense 128 relu, dropout 0.5, dense 10; Adam, 5% warm-up then cosine decay, batch 128,
     15 epochs, no augmentation (goal 99.3%; small CNNs without augmentation: 99.2-99.25%).
-  bn: two 3x3 convs (32) with batch norm, max_pool 2, two 3x3 convs (64) with batch norm,
-    max_pool 2, dense 256 with batch norm, dropout 0.4, dense 10; random shifts of up to 2
-    pixels drawn on the device inside the compiled epoch; Adam, same schedule, 20 epochs
-    (goal 99.5%; a 15.6k-parameter CNN with BN and augmentation: 99.43%; the tutorials'
-    linked Kaggle CNN: 99.8%).
+  bn: 3x3 convs of 32, 48 and 64 channels, each with batch norm and relu, max_pool 2 after
+    the first and the last, dense 128 with batch norm, dropout 0.3, dense 10; random shifts
+    of up to 2 pixels drawn on the device inside the compiled epoch; Adam, same schedule,
+    12 epochs (goal 99.5%; a 15.6k-parameter CNN with BN and augmentation: 99.43%; the
+    tutorials' linked Kaggle CNN: 99.8%). Its convolutions at 14 x 14 keep an epoch at about
+    twice plain's cost, so three seeds fit in an hour on a 2-core CPU.
   speed: conv(32, 3) BN relu, max_pool 2, conv(64, 3) BN relu, max_pool 2, dense 10;
     Adam one-cycle, batch 256. Training runs in compiled chunks of `--eval-every` steps
     (a `lax.scan` of jnet's step); after each chunk the test accuracy is measured, off
@@ -36,7 +37,7 @@ NAME = "mnist_cnn"
 PARTS = ("plain", "bn", "speed")
 CONFIGS: dict[str, dict[str, Any]] = {
     "plain": {"epochs": 15, "batch_size": 128, "lr": 1e-3, "shift": 0, "seeds": 3},
-    "bn": {"epochs": 20, "batch_size": 128, "lr": 2e-3, "shift": 2, "seeds": 3},
+    "bn": {"epochs": 12, "batch_size": 128, "lr": 2e-3, "shift": 2, "seeds": 3},
     "speed": {"epochs": 2, "batch_size": 256, "lr": 4e-3, "shift": 0, "seeds": 5},
 }
 GOALS = {"plain": 0.993, "bn": 0.995}
@@ -95,8 +96,8 @@ def network(part: str, quick: bool = False) -> jnet.Layer:
         body = [*conv(32, False), pool, *conv(64, False), pool]
         head += [jnet.dropout(0.25), jnet.dense(128 // w), jnet.relu(), jnet.dropout(0.5)]
     elif part == "bn":
-        body = [*conv(32, True), *conv(32, True), pool, *conv(64, True), *conv(64, True), pool]
-        head += [jnet.dense(256 // w), jnet.batch_norm(), jnet.relu(), jnet.dropout(0.4)]
+        body = [*conv(32, True), pool, *conv(48, True), *conv(64, True), pool]
+        head += [jnet.dense(128 // w), jnet.batch_norm(), jnet.relu(), jnet.dropout(0.3)]
     else:
         body = [*conv(32, True), pool, *conv(64, True), pool]
     return jnet.serial(*body, *head, jnet.dense(10))
@@ -115,7 +116,7 @@ def optimizer(part: str, lr: float, steps: int):
 
 
 def describe(part: str, cfg: dict[str, Any]) -> str:
-    what = {"plain": "CNN 32-64, dropout", "bn": "CNN 32-32-64-64 + BN", "speed": "CNN 32-64 + BN"}
+    what = {"plain": "CNN 32-64, dropout", "bn": "CNN 32-48-64 + BN", "speed": "CNN 32-64 + BN"}
     aug = f", shifts <= {cfg['shift']} px" if cfg["shift"] else ""
     return (
         f"{part}: {what[part]}, Adam {cfg['lr']:g}, batch {cfg['batch_size']}, "
