@@ -4,8 +4,10 @@
     python experiments/results.py --images        # also copy the README images to docs/images
 
 Run the experiments first (each writes `results/<name>/metrics.json`); this script only
-reads them, so the table always shows numbers that a command produced. Smoke runs
-(`--quick`) are left out unless `--include-quick` is given.
+reads them, so the table always shows numbers that a command produced. A section whose
+results folder is not here (run on another machine, or long ago) is kept as the file has
+it, so rerunning one experiment updates its section alone. Smoke runs (`--quick`) are left
+out unless `--include-quick` is given.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ ORDER = [
     "xor",
     "activations",
     "mnist_cnn",
-    "mnist_cnn_plain_cpu",
-    "mnist_cnn_bn_cpu",
+    "mnist_cnn_plain",
+    "mnist_cnn_bn",
     "mnist_cnn_speed_cpu",
     "cat_cnn",
 ]
@@ -45,8 +47,8 @@ TITLES = {
     "xor": "Tutorial 004: XOR",
     "activations": "Tutorial 002: activation functions and their derivatives",
     "mnist_cnn": "MNIST CNNs: plain, batch norm + shifts, speed run to 99%",
-    "mnist_cnn_plain_cpu": "MNIST plain CNN, a reduced run on the CPU",
-    "mnist_cnn_bn_cpu": "MNIST CNN with batch norm + shifts, a reduced run on the CPU",
+    "mnist_cnn_plain": "MNIST plain CNN, no augmentation (3 seeds, the full recipe)",
+    "mnist_cnn_bn": "MNIST CNN with batch norm + on-device shifts (3 seeds, the full recipe)",
     "mnist_cnn_speed_cpu": "MNIST CNN speed run to 99%, on the CPU",
     "cat_cnn": "Cat vs non-cat with a CNN (flips + shifts) beside the course's MLP",
 }
@@ -104,10 +106,8 @@ NOTES = {
         "the anchors are in the notes. The speed run's time is the compiled training chunks "
         "alone (compile and the test evaluations between chunks excluded)."
     ),
-    "mnist_cnn_plain_cpu": "Fewer epochs and seeds than the recipe: what the shared CPU allowed.",
-    "mnist_cnn_bn_cpu": (
-        "Two epochs on the first 20,000 training images, one seed: what the shared CPU allowed."
-    ),
+    "mnist_cnn_plain": "The `plain` part alone, on the 2-core CPU (`--parts plain`).",
+    "mnist_cnn_bn": "The `bn` part alone, on the 2-core CPU (`--parts bn`).",
     "mnist_cnn_speed_cpu": (
         "The speed run's recipe on the shared, loaded 2-core CPU; the goal (< 0.5 s) is for a GPU."
     ),
@@ -193,11 +193,30 @@ def section(m: dict) -> list[str]:
     ]
 
 
+def kept_sections(path: pathlib.Path) -> dict[str, list[str]]:
+    """The `## ` sections of an existing results file, by heading (none if it is absent)."""
+    sections: dict[str, list[str]] = {}
+    if path.exists():
+        current = None
+        for line in path.read_text().splitlines():
+            if line.startswith("## "):
+                current = sections.setdefault(line, [])
+            if current is not None:
+                current.append(line)
+    return sections
+
+
 def main(argv=None) -> pathlib.Path:
     args = parse_args(argv)
     metrics = load(args.results, args.include_quick)
     if not metrics:
         raise SystemExit(f"no metrics.json under {args.results}/*/: run the experiments first")
+    fresh = {section(m)[0]: section(m) for m in metrics}
+    # Sections in ORDER: fresh ones replace kept ones of the same heading; then the rest.
+    kept = kept_sections(args.out)
+    ordered = [TITLES[n] for n in ORDER if n in TITLES]
+    heads = [f"## {t}" for t in ordered if f"## {t}" in kept or f"## {t}" in fresh]
+    heads += [h for h in [*kept, *fresh] if h not in heads]
     lines = [
         "# Results: jnet beside the tutorials",
         "",
@@ -208,11 +227,11 @@ def main(argv=None) -> pathlib.Path:
         "`--data-dir`).",
         "",
     ]
-    for m in metrics:
-        lines += section(m)
+    for head in heads:
+        lines += fresh.get(head) or kept[head]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(f"wrote {args.out} ({len(metrics)} experiments)")
+    args.out.write_text("\n".join(lines).rstrip("\n") + "\n")
+    print(f"wrote {args.out} ({len(fresh)} experiments updated, {len(heads) - len(fresh)} kept)")
     if args.images:
         folder = args.out.parent / "images"
         folder.mkdir(parents=True, exist_ok=True)

@@ -144,3 +144,24 @@ def test_devices_flag(tmp_path, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["config"]["devices"] == 2 and saved["device"]["device_count"] == 2
+
+
+def test_results_md_keeps_the_sections_it_has_no_results_for(tmp_path):
+    report = load_script("results")
+    md = tmp_path / "results.md"
+    md.write_text("# Results\n\nintro\n\n## Tutorial 004: XOR\n\nold xor text\n\n"
+                  "## Tutorial 002: activation functions and their derivatives\n\nstale\n\n"
+                  "## A section of another machine\n\nkept text\n")  # fmt: skip
+    folder = tmp_path / "results" / "activations"
+    folder.mkdir(parents=True)
+    metrics = {"command": "python experiments/activations.py", "seconds": 2.0, "files": [],
+               "rows": [table.row("relu", "max err", 0.0, None, unit="")]}  # fmt: skip
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    report.main(["--results", str(tmp_path / "results"), "--out", str(md)])
+    text = md.read_text()
+    assert "old xor text" in text and "kept text" in text  # no results here: kept as they were
+    assert "stale" not in text and "python experiments/activations.py" in text  # rerun: updated
+    heads = [line for line in text.splitlines() if line.startswith("## ")]
+    assert heads == ["## Tutorial 004: XOR",
+                     "## Tutorial 002: activation functions and their derivatives",
+                     "## A section of another machine"]  # fmt: skip
