@@ -1,12 +1,12 @@
 """Gradient-check cases for the convolutional family: conv2d (both lowerings), pooling,
-batch norm (inference mode), residual and concat blocks, and a small CNN.
+batch norm (inference and training mode), residual and concat blocks, and a small CNN.
 
 Inputs are small (compiling dominates) and odd-sized where the padding rule matters.
 Convolutions before a relu get random biases, so no pre-activation sits on the kink.
-Batch norm's training mode couples the examples of a batch (its gradient is not the mean of
-per-example gradients, which tests/gradcheck/test_registry.py checks for every case), so it is
-verified against jax.grad in tests/layers/test_norm.py; here it runs with fixed running
-statistics, through its own inference forward and backward.
+Batch norm runs in both modes, each through a stateless view of its own forward and
+backward: inference with fixed running statistics, and training (with a key) on the batch's
+statistics, which couple the examples (the stateful layer itself, state threaded through
+serial and fit, is checked in tests/layers/test_norm.py and tests/train/).
 """
 
 from __future__ import annotations
@@ -42,6 +42,23 @@ def _inference(bn: L.Layer) -> L.Layer:
         return y, cache
 
     return L.Layer(init, forward, bn.backward, f"{bn.name}[inference]")
+
+
+def _training(bn: L.Layer) -> L.Layer:
+    """A stateless view of a batch norm in training mode (a key: batch statistics), its
+    running statistics dropped: its own forward and backward, nothing else."""
+
+    def init(key, input_shape):
+        shape, params, _ = bn.init(key, input_shape)
+        return shape, params
+
+    def forward(params, x, *, key=None):
+        c = x.shape[-1]
+        state = {"mean": jnp.zeros((c,), x.dtype), "var": jnp.ones((c,), x.dtype)}
+        y, cache, _ = bn.forward(params, x, key=key, state=state)
+        return y, cache
+
+    return L.Layer(init, forward, bn.backward, f"{bn.name}[train]")
 
 
 def _conv(low, *args, **kwargs):
@@ -97,6 +114,22 @@ CASES: dict[str, Case] = {
     "batch_norm[inference] after conv2d": Case(  # no relu: float32's FD step crossed its kink
         lambda: L.serial(L.conv2d(3, 3, b_init=_B), _inference(L.batch_norm())),
         mean_squared_error, (2, 5, 5, 2), _regression,
+    ),
+    # Training mode: the batch statistics couple the examples, so each example's gradient
+    # depends on the others. Its key (uses_key) makes it training and tells the per-example
+    # checks to compare one example at a time with a loop, not with the batch's mean.
+    "batch_norm[train] (N, C)": Case(
+        lambda: _training(L.batch_norm()), mean_squared_error, (6, 4), _regression, True,
+    ),
+    "batch_norm[train] after conv2d": Case(
+        lambda: L.serial(L.conv2d(3, 3, b_init=_B), _training(L.batch_norm())),
+        mean_squared_error, (3, 5, 5, 2), _regression, True,
+    ),
+    "residual conv2d-batch_norm[train]-relu-conv2d": Case(
+        lambda: L.residual(L.serial(
+            L.conv2d(4, 3, b_init=_B), _training(L.batch_norm()), L.relu(), L.conv2d(3, 3),
+        )),
+        mean_squared_error, (2, 5, 5, 3), _regression, True,
     ),
     "residual conv2d-relu-conv2d": Case(
         lambda: L.residual(L.serial(L.conv2d(4, 3, b_init=_B), L.relu(), L.conv2d(3, 3))),

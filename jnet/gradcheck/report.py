@@ -23,8 +23,8 @@ class Row(NamedTuple):
     case: str
     leaf: str
     abs_err: float  # max |hand - jax.grad|
-    rel_err: float  # max |hand - jax.grad| / max |jax.grad|
-    fd_err: float  # |<hand, v> - central difference along v| / |central difference|
+    rel_err: float  # max |hand - jax.grad| / max |jax.grad| (tolerances.error_scale's floor)
+    fd_err: float  # |<hand, v> - central difference c along v| / (1 + |c|), as check_grads
     passed: bool
     kink: bool = False  # the difference crossed a kink: not counted against the leaf
 
@@ -37,7 +37,7 @@ class VJPRow(NamedTuple):
     output: str  # e.g. `y`, `out.1`; for order 2, the gradient leaf differentiated
     order: int  # 1: the VJP; 2: Hessian-vector products through it
     abs_err: float | None  # max |vjp - reference vjp| over the probes (None: no reference)
-    rel_err: float | None  # abs_err / max |reference vjp|
+    rel_err: float | None  # abs_err / max |reference vjp| (tolerances.error_scale's floor)
     fd_err: float | None  # worst |<vjp, u> - finite difference| / scale over the probes
     kinks: int  # probes whose difference crossed a kink (left out of fd_err)
     passed: bool

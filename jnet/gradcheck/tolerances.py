@@ -107,6 +107,24 @@ def for_dtype(
     return Tolerances(name, float(rtol), float(fd_tol), float(fd_eps), size, reason)
 
 
+def error_scale(scale: float, overall: float, tol: Tolerances) -> float:
+    """What one leaf's error against autodiff is measured against (`rel_err`'s denominator).
+
+    The leaf's largest reference entry (`scale`), but never less than the rounding level of
+    the whole gradient: `overall * min(10 * eps / rtol, 1)`, `overall` being the largest
+    entry of any leaf. A gradient that is zero in exact arithmetic (a conv bias before a
+    batch norm in training mode: the norm subtracts the batch mean) comes out of any float
+    computation as rounding noise, about eps times the terms that cancelled; measured
+    against itself, that noise would be a 100% error. A real error of more than
+    `10 eps * overall` still fails, however small the leaf. An exact check (rtol 0) has no
+    floor.
+    """
+    floor = 0.0
+    if tol.rtol > 0:
+        floor = overall * min(10 * float(jnp.finfo(tol.dtype).eps) / tol.rtol, 1.0)
+    return max(scale, floor, float(np.finfo(np.float64).tiny))
+
+
 _warned_x64 = False
 
 

@@ -7,9 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.gradcheck.probes import TINY
 from jnet.gradcheck.report import VJPRow
-from jnet.gradcheck.tolerances import Tolerances
+from jnet.gradcheck.tolerances import Tolerances, error_scale
 from jnet.gradcheck.vjp import check_vjp
 from jnet.layers.base import forward_with_state
 from jnet.layers.checks import BackwardError
@@ -107,11 +106,13 @@ def per_example_rows(
              zip(flat, jax.tree.leaves(hand[0]), jax.tree.leaves(ref[0]), strict=True)]  # fmt: skip
     if with_x:
         pairs.append(("x", hand[1], ref[1]))
+    max_abs = lambda a: float(np.max(np.abs(np.asarray(a, np.float64)), initial=0.0))  # noqa: E731
+    overall = max(max_abs(r) for _, _, r in pairs)
     for leaf, h, r in pairs:
         h, r = np.asarray(h, np.float64), np.asarray(r, np.float64)
         same = h.shape == r.shape
-        abs_err = float(np.max(np.abs(h - r), initial=0.0)) if same else float("inf")
-        rel = abs_err / max(float(np.max(np.abs(r), initial=0.0)), TINY) if abs_err else 0.0
+        abs_err = max_abs(h - r) if same else float("inf")
+        rel = abs_err / error_scale(max_abs(r), overall, tol) if abs_err else 0.0
         rows.append(VJPRow(name, leaf, "per-example", 1, abs_err, rel, None, 0, rel <= tol.rtol))
     shape = "bare examples" if bare else "examples of batch size 1"
     return rows, [
