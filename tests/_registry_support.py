@@ -1,15 +1,33 @@
-"""The registry's case names as test parameters, shared by the registry and layer tests."""
+"""The registry's case names as test parameters, shared by the registry and layer tests.
+
+The fast path (`pytest -m "not slow"`) runs a few cases of each parametrized test and CI runs
+every case. Compiling dominates the run time, so the fast sets are small: each family is in
+at least one of them, and its own layer tests (tests/layers/) cover it in the fast path too.
+"""
 
 import pytest
 
 from jnet.gradcheck.registry import CASES
 
-# The fast path (`-m "not slow"`) runs one case per family; CI runs every case.
-FAST = {
+# check_gradients in float64 (jax.grad and finite differences): dense, a loss, and the
+# backward passes that are hardest to get right (convolution, max pooling with ties).
+CHECKED = {"dense", "relu", "softmax_cross_entropy[labels]", "conv2d 3x3 SAME",
+           "max_pool ties after relu"}  # fmt: skip
+# Layer-level VJPs against jax.vjp, the cheap cases; pooling, residual blocks and recurrent
+# layers have their own checks against jax.vjp or jax.grad in tests/layers/'s fast path.
+FAMILIES = {
     "dense", "relu", "dropout", "softmax_cross_entropy[labels]", "sigmoid_binary_cross_entropy",
-    "mean_squared_error", "mixed", "conv2d 3x3 SAME", "max_pool ties after relu", "avg_pool 2",
-    "global_avg_pool", "batch_norm[inference] after conv2d", "residual conv2d-relu-conv2d",
-    "concat conv2d 1x1 | conv2d 3x3 | max_pool", "rnn T=3 masked last", "lstm T=3 masked last",
-    "gru T=1",
+    "mean_squared_error", "conv2d 3x3 SAME", "batch_norm[inference] after conv2d",
 }  # fmt: skip
-NAMES = [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in CASES]
+# The checks that repeat the above through another path (float32, apply, jit, vmap).
+SMOKE = {"dense"}
+
+
+def names(fast: set[str]) -> list:
+    """Every registry case, those outside `fast` marked slow."""
+    unknown = fast - CASES.keys()
+    assert not unknown, f"not in the registry: {sorted(unknown)}"
+    return [pytest.param(n, marks=() if n in fast else pytest.mark.slow) for n in CASES]
+
+
+NAMES = names(FAMILIES)

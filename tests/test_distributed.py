@@ -21,7 +21,7 @@ import pytest
 from _parallel_support import F32, WORKER, assert_history_close, leaves, tail, worker_env
 
 TIMEOUT_S = 180  # all three together; ~30 s on an idle 2-core machine
-pytestmark = pytest.mark.slow
+# Every test that starts processes is slow; the flag checks run in-process on the fast path.
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,7 @@ def runs(tmp_path_factory, data_dir):
     }
 
 
+@pytest.mark.slow
 def test_processes_form_one_mesh(runs):
     for pid in (0, 1):
         assert runs[pid][1]["process_count"] == 2 and runs[pid][1]["devices"] == 4
@@ -71,12 +72,14 @@ def test_processes_form_one_mesh(runs):
     assert runs[0][1]["local_rows"] == [0, 16] and runs[1][1]["local_rows"] == [16, 32]
 
 
+@pytest.mark.slow
 def test_both_processes_hold_the_same_params(runs):
     for what in ("fit", "loop"):
         for a, b in zip(leaves(runs[0][0], what), leaves(runs[1][0], what), strict=True):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_two_process_fit_matches_one_process(runs):
     ref_arrays, ref_info = runs["ref"]
     for pid in (0, 1):
@@ -88,6 +91,7 @@ def test_two_process_fit_matches_one_process(runs):
         np.testing.assert_allclose(info["evaluate"]["loss"], ref_info["evaluate"]["loss"], **F32)
 
 
+@pytest.mark.slow
 def test_process_local_batches_match_one_process(runs):
     """A custom loop where each process reads only its rows of every global batch."""
     for pid in (0, 1):
@@ -97,6 +101,7 @@ def test_process_local_batches_match_one_process(runs):
         np.testing.assert_allclose(runs[pid][1]["loop_loss"], runs["ref"][1]["loop_loss"], **F32)
 
 
+@pytest.mark.slow
 def test_multi_process_checkpoint_restores_exactly(runs):
     for pid in (0, 1):
         arrays, info = runs[pid]
@@ -107,12 +112,14 @@ def test_multi_process_checkpoint_restores_exactly(runs):
         assert "'data': 4" in info["restored_sharding"]
 
 
+@pytest.mark.slow
 def test_processes_given_different_data_are_refused(runs):
     for pid in (0, 1):
         message = runs[pid][1]["mismatch"]
         assert message.startswith("ValueError") and "processes [1] were given other" in message
 
 
+@pytest.mark.slow
 def test_sharded_put_and_gather_round_trip(runs):
     """`put` fills each process's devices from its own copy; `to_host` gathers them all."""
     for pid in (0, 1):
@@ -120,6 +127,7 @@ def test_sharded_put_and_gather_round_trip(runs):
         np.testing.assert_array_equal(arrays["roundtrip"], arrays["roundtrip_expected"])
 
 
+@pytest.mark.slow
 def test_launcher_ends_the_run_when_a_process_fails(tmp_path):
     """Process 1 fails at once; process 0 would wait forever: the launcher ends it."""
     script = tmp_path / "one_fails.py"
@@ -137,6 +145,7 @@ def test_launcher_ends_the_run_when_a_process_fails(tmp_path):
     assert time.monotonic() - start < 60
 
 
+@pytest.mark.slow
 def test_launcher_stopped_by_sigterm_ends_its_processes(tmp_path):
     """`kill` / `scancel` on the launcher must not leave its processes running."""
     script = tmp_path / "sleeps.py"
@@ -171,6 +180,7 @@ def test_local_devices_must_be_positive(capsys):
     assert "argument --local-devices: must be a positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_no_cluster_and_no_processes_says_to_pass_processes(tmp_path):
     """Outside SLURM / Open MPI / a TPU pod, a launch without --processes says what to pass."""
     script = tmp_path / "never_runs.py"

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _marks import fast_at
 
 import jnet
 
@@ -114,7 +115,7 @@ X_LABELS = jnp.array([0, 0, 2, 2])
 X_SCE = np.mean([0.0, 2 * BIG + np.log(2), np.log(3), 2 * BIG])
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("dtype", fast_at([jnp.float64, jnp.float32], {1}))
 @pytest.mark.parametrize("targets", ["labels", "one-hot"])
 def test_softmax_cross_entropy_extreme_logits(dtype, targets):
     logits = X_LOGITS.astype(dtype)
@@ -128,7 +129,7 @@ def test_softmax_cross_entropy_extreme_logits(dtype, targets):
     np.testing.assert_allclose(grad, want, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("dtype", fast_at([jnp.float64, jnp.float32], {1}))
 @pytest.mark.parametrize("shape", [(4,), (4, 1)])
 def test_sigmoid_binary_cross_entropy_extreme_logits(dtype, shape):
     logits = jnp.array([BIG, BIG, -BIG, -BIG], dtype).reshape(shape)
@@ -140,7 +141,7 @@ def test_sigmoid_binary_cross_entropy_extreme_logits(dtype, shape):
     assert grad.shape == shape
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("dtype", fast_at([jnp.float64, jnp.float32], {1}))
 def test_mean_squared_error_extreme_outputs(dtype):
     outputs = jnp.array([[BIG, -BIG], [0.0, BIG]], dtype)
     targets = jnp.array([[0.0, 0.0], [0.0, -BIG]], dtype)
@@ -162,6 +163,7 @@ def test_losses_under_vmap_take_per_example_shapes():
     np.testing.assert_allclose(per_example.mean(), jnet.apply(MSE)(LOGITS, TARGETS), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_softmax_cross_entropy_over_extra_leading_axes():
     logits = LOGITS.reshape(2, 3, 4)
     np.testing.assert_allclose(

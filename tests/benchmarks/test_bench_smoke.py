@@ -112,3 +112,21 @@ def test_help_is_fast_and_no_script_loads_another_with_importlib():
     assert done.returncode == 0 and "usage:" in done.stdout
     for path in (REPO / "benchmarks").glob("*.py"):
         assert "spec_from_file_location" not in path.read_text(), path
+
+
+def test_every_benchmark_imports_and_parses_its_flags_in_process():
+    # The timed runs are slow tests (or not tests at all); this keeps every script's module
+    # level and flags exercised on the fast path.
+    import cnn
+    import load_data
+    import lstm
+    import mlp
+    import resnet
+
+    assert mlp.parse_args(["--quick", "--synthetic"]).quick
+    assert lstm.parse_args(["--steps", "3"]).steps == 3
+    assert resnet.parse_args(["--no-torch"]).no_torch
+    names = [c.name for c in cnn.network().children]
+    assert names[:3] == ["conv2d(32, 3)", "relu()", "max_pool(2)"]
+    with pytest.raises(SystemExit):
+        load_data.main(["--repeats"])  # a flag without its value: argparse's usage error

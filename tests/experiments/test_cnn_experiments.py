@@ -61,6 +61,7 @@ def test_parts_and_defaults(tmp_path):
         script.parse_args(["--parts", "resnet"])
 
 
+@pytest.mark.slow
 def test_networks_build_and_name_their_layers():
     import jax
 

@@ -300,3 +300,15 @@ def test_minibatch_divergence_names_both_learning_rates(tmp_path, data_dir):
     argv = ["--quick", "--no-progress", "--epochs", "1", "--lr", "1e300", "--out", str(tmp_path)]
     with pytest.raises(FloatingPointError, match=r"lr 1e\+300/0.1 last"):
         load_script("mnist_minibatch").main([*argv, "--data-dir", str(data_dir)])
+
+
+def test_speed_run_recipes_build_in_process():
+    import optax
+    import recipes
+
+    net = recipes.network(recipes.SPEEDRUN)
+    assert [c.name for c in net.children][0] == "dense(2048)"
+    opt = recipes.optimizer(recipes.QUICK, total_steps=10)
+    assert isinstance(opt, optax.GradientTransformation)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        recipes.optimizer(recipes.QUICK._replace(optimizer="rmsprop"), 10)

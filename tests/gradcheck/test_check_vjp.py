@@ -38,6 +38,7 @@ def test_report_table_and_json():
     }
 
 
+@pytest.mark.slow
 def test_pytrees_and_integer_arguments():
     def f(params, x, labels):
         logits = x @ params["w"] + params["b"]

@@ -26,6 +26,7 @@ def check(net, **kw):
     )
 
 
+@pytest.mark.slow
 def test_correct_network_passes_every_layer():
     net = jnet.serial(jnet.dense(4), jnet.tanh(), scale(), affine(), jnet.dense(2))
     report = check(net)
@@ -35,6 +36,7 @@ def test_correct_network_passes_every_layer():
     assert checked == {"0:dense(4)", "1:tanh()", "2:scale", "3:affine", "4:dense(2)", "loss"}
 
 
+@pytest.mark.slow
 def test_wrong_dx_right_dparams_names_only_that_layer():
     net = jnet.serial(jnet.dense(3), jnet.tanh(), scale(dx=2.0), jnet.dense(2))
     report = check(net)
@@ -45,6 +47,7 @@ def test_wrong_dx_right_dparams_names_only_that_layer():
     assert {r.leaf for r in report.rows if not r.passed} == {"0.w", "0.b", "x"}
 
 
+@pytest.mark.slow
 def test_one_of_two_parameter_leaves_wrong_is_named():
     net = jnet.serial(jnet.dense(3), jnet.tanh(), affine(db=1.5), jnet.dense(2))
     report = check(net)
@@ -100,6 +103,7 @@ def test_stateful_layer_in_training_and_inference():
     assert report.failing_layers == ["1:centering"]
 
 
+@pytest.mark.slow
 def test_state_defaults_to_the_initial_state():
     net = jnet.serial(centering(), jnet.dense(2))
     params, x, y, _ = inputs(net)
@@ -107,6 +111,7 @@ def test_state_defaults_to_the_initial_state():
     assert report.ok and any("initial state" in n for n in report.notes)
 
 
+@pytest.mark.slow
 def test_a_wrong_loss_is_named_loss():
     good = jnet.mean_squared_error
     loss = jnet.Loss(good.forward, lambda cache: 3.0 * good.backward(cache))

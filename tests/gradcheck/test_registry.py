@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _registry_support import NAMES
+from _registry_support import CHECKED, SMOKE, names
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -34,7 +34,7 @@ def n_leaves(tree):
 # 1. check_gradients: jax.grad (relative error) and central finite differences, every case.
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", names(CHECKED))
 def test_check_gradients_float64(name):
     report = check_case(name, jnp.float64)
     assert report.ok, report.table()
@@ -43,7 +43,7 @@ def test_check_gradients_float64(name):
     assert all(r.rel_err <= 1e-10 for r in report.rows), report.table()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", names(SMOKE))
 def test_check_gradients_float32(name):
     net, params, x, y, key = inputs(name)
     to32 = lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a
@@ -70,7 +70,7 @@ def test_registry_networks_pass_layer_by_layer(name):
 # 3. jax.test_util.check_grads, reverse mode, on apply(net) composed with the loss.
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", names(SMOKE))
 def test_check_grads_through_apply(name):
     net, params, x, y, key = inputs(name)
     f = jnet.apply(net)
@@ -126,7 +126,7 @@ def _per_example_loss(name):
     return loss_i, bare
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", names(SMOKE))
 def test_apply_grad_matches_value_and_grad_under_jit_and_vmap(name):
     net, params, x, y, key = inputs(name)
     n = x.shape[0]
@@ -160,6 +160,7 @@ def test_apply_grad_matches_value_and_grad_under_jit_and_vmap(name):
         np.testing.assert_allclose(per_x, loop[1], rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_apply_grad_eager_matches_jit():
     name = "dense"
     net, params, x, y, key = inputs(name)
@@ -173,6 +174,7 @@ def test_apply_grad_eager_matches_jit():
     assert_trees_close(g_jit, grads, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_vmap_sees_bare_per_example_shapes_for_mlps():
     # Guards _per_example_loss: these must run unbatched under vmap, not fall back to (1, ...).
     for name in ("dense", "relu", "dropout", "t002 [192,5,5,1] relu", "t000 784-512-10 relu"):
@@ -211,6 +213,7 @@ def _user_case(net, in_shape=(4, 3)):
     return params, jnp.asarray(rng.normal(size=in_shape)), jnp.asarray(rng.normal(size=out_shape))
 
 
+@pytest.mark.slow
 def test_user_defined_layer_passes_check_gradients():
     for net in (scale_layer(), jnet.serial(jnet.dense(4), jnet.tanh(), scale_layer())):
         params, x, y = _user_case(net)
@@ -286,6 +289,7 @@ def _targets(loss_case, out_shape, rng):
     return jnp.asarray(rng.normal(size=out_shape))
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None)
 @given(
     sizes=st.lists(st.integers(2, 6), min_size=1, max_size=3),

@@ -48,6 +48,7 @@ def test_check_vjp_order_two_catches_a_stop_gradient():
     assert [(r.output, r.order) for r in report.failing] == [("d/darg0", 2)]
 
 
+@pytest.mark.slow
 def test_backward_for_batches_only_fails_per_example_under_vmap():
     net = jnet.serial(batch_only_dense(3), jnet.tanh())
     params, x, y = inputs(net)

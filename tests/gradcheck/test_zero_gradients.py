@@ -10,6 +10,7 @@ from jnet.gradcheck import check_gradients
 from jnet.gradcheck.tolerances import error_scale, for_dtype
 
 
+@pytest.mark.slow
 def test_a_conv_bias_before_a_training_batch_norm_passes():
     # The norm subtracts the batch mean, so the bias's gradient is exactly zero; computed, it
     # is ~1e-17 of noise on both paths, which is a 100% "relative error" against itself.

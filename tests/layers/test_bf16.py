@@ -31,6 +31,7 @@ def float32_inputs(net, n=8, d=12, classes=10, seed=0):
     return params, x, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [(10,), (16, 8, 10)])
 def test_bf16_gradients_pass_at_bf16_tolerances(sizes):
     net = mlp(BF16, sizes)
@@ -42,6 +43,7 @@ def test_bf16_gradients_pass_at_bf16_tolerances(sizes):
     assert report.ok, report.table()
 
 
+@pytest.mark.slow
 def test_bf16_gradients_are_close_to_the_float32_gradients():
     # Same params: bf16 matmuls should move each gradient by about bf16's 2**-8 relative.
     params, x, y = float32_inputs(mlp())
@@ -69,6 +71,7 @@ def test_bf16_matmuls_really_run_in_bf16_and_outputs_stay_float32():
     assert out.dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_bf16_train_step_keeps_float32_params():
     net = mlp(BF16)
     params, x, y = float32_inputs(net)
@@ -79,6 +82,7 @@ def test_bf16_train_step_keeps_float32_params():
     assert metrics["loss"].dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_bf16_under_vmap_matches_the_batch():
     # Per-example gradients (vmap sees (d,) shapes) sum to the batch gradient.
     net = mlp(BF16)

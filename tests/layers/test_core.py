@@ -67,7 +67,9 @@ def _check_vjp(net, key, *pairs):
         if params == ():
             assert dparams == ()
         assert dx.shape == x.shape and dx.dtype == x.dtype
-        assert_trees_close((dparams, dx), want, rtol=1e-12, atol=1e-15)
+        # atol: a gradient that is zero in exact arithmetic (a conv bias before a training
+        # batch norm) comes out as rounding noise, ~1e-15 times the terms summed.
+        assert_trees_close((dparams, dx), want, rtol=1e-12, atol=1e-13)
 
 
 # 2. Layer-level VJP: backward(params, cache, dy) == jax.vjp of the forward, every case, on
@@ -81,6 +83,7 @@ def test_backward_matches_jax_vjp(name):
     _check_vjp(net, key, (params, x), (params2, x2))
 
 
+@pytest.mark.slow
 def test_leading_axes_really_reuse_the_params():
     # Guards the helper: for dense and the MLPs the (2, 3, d) input runs on the (N, d) params.
     for name in ("dense", "t002 [192,5,5,1] relu"):
@@ -166,6 +169,7 @@ def test_dropout_backward_reuses_the_forward_mask():
     np.testing.assert_allclose(np.asarray(y)[~dropped], np.asarray(x / (1 - rate))[~dropped])
 
 
+@pytest.mark.slow
 def test_dropout_through_apply_uses_one_mask():
     layer = jnet.dropout(0.5)
     x = randn((64, 50), seed=0)
@@ -206,6 +210,7 @@ def test_dropout_rate_0_with_a_key_is_the_identity():
     np.testing.assert_array_equal(jnet.dropout(0.0).forward((), x, key=jax.random.key(0))[0], x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_dropout_preserves_the_mean(rate):
     n = 1_000_000
@@ -318,6 +323,7 @@ def test_init_is_deterministic_in_the_key():
     assert not np.allclose(a[0]["w"], c[0]["w"])
 
 
+@pytest.mark.slow
 def test_mlp_is_dense_activation_dropout_then_dense():
     net = jnet.mlp([5, 4, 3], jnet.tanh, dropout_rate=0.5, w_init=initializers.normal(0.01))
     out_shape, params = net.init(jax.random.key(0), (2, 6))

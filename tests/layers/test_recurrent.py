@@ -7,6 +7,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _marks import fast_at
 
 import jnet
 from jnet.gradcheck import assert_trees_close
@@ -57,7 +58,7 @@ def _hand_and_vjp(layer, params, x, dy):
     return (dparams, dx), vjp(dy)
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", fast_at(list(KINDS), {0}))
 def test_backward_matches_jax_vjp_all_modes(kind):
     x = randn((N, T, D), 1)
 
@@ -76,7 +77,7 @@ def test_backward_matches_jax_vjp_all_modes(kind):
         assert_trees_close(got, want, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("kind", fast_at(["rnn", "lstm", "gru"], {2}))
 def test_masked_steps_keep_the_state_and_get_no_gradient(kind):
     layer = KINDS[kind]()
     params = random_params(layer, (N, T, D))
@@ -103,6 +104,7 @@ def test_masked_steps_keep_the_state_and_get_no_gradient(kind):
     np.testing.assert_array_equal(y2, y)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_a_padded_example_matches_running_it_unpadded(kind):
     seq, last = KINDS[kind](), KINDS[kind](return_sequences=False)
@@ -195,6 +197,7 @@ def test_matches_torch_with_its_weights(kind):
     np.testing.assert_allclose(got, want, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_init_shapes_and_forget_bias():
     key = jax.random.key(0)
     out, p = jax.jit(jnet.lstm(8).init, static_argnums=1)(key, (2, 6, 3))

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _marks import fast_at
 
 import jnet
 from jnet.layers import forward_with_state, init_with_state
@@ -33,7 +34,12 @@ NETS = {
 
 @pytest.mark.parametrize(
     "name, train",
-    [("identity", False), ("projection+bn", True), ("projection+bn", False), ("concat+bn", True)],
+    fast_at(
+        [("identity", False), ("projection+bn", False), ("projection+bn", True),
+         ("concat+bn", True)],
+        {0},
+        unpack=True,
+    ),
 )
 def test_backward_matches_jax_grad(name, train):
     net = NETS[name]()
@@ -62,6 +68,7 @@ def test_backward_matches_jax_grad(name, train):
         assert not all(bool(m) for m in same)
 
 
+@pytest.mark.slow
 def test_residual_adds_the_input_and_concat_stacks_channels():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 5, 3)))
     branch = jnet.conv2d(3, 3)
@@ -76,6 +83,7 @@ def test_residual_adds_the_input_and_concat_stacks_channels():
     assert cat.children[0].name == "conv2d(2, 1)" and len(params) == 2
 
 
+@pytest.mark.slow
 def test_shape_errors_name_the_block_and_its_address():
     with pytest.raises(ValueError, match=r"residual\(conv2d\(5, 3\)\): the branch maps"):
         jnet.residual(jnet.conv2d(5, 3)).init(jax.random.key(0), (2, 7, 7, 3))

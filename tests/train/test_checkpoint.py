@@ -69,6 +69,7 @@ def resume(blobs, folder):
     return params, history, [str(w.message) for w in caught if "corrupt" in str(w.message)]
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(blobs, uninterrupted, interrupted, checkpoints):
     assert without_seconds(interrupted[1]) == {
         k: v[:4] for k, v in uninterrupted[1].items() if k != "seconds"
@@ -81,6 +82,7 @@ def test_resume_is_bit_exact(blobs, uninterrupted, interrupted, checkpoints):
     assert Checkpointer(checkpoints, lock=False).epochs() == [2, 4, 6]
 
 
+@pytest.mark.slow
 def test_resume_full_batch_with_other_chunking(blobs, tmp_path):
     # Uninterrupted: two calls of 5 epochs. Interrupted: two calls of 2, then two of 3.
     full = dict(batch_size=None, validation=None)
@@ -112,6 +114,7 @@ def remove_state(folder):
     shutil.rmtree(folder / "state")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [truncate_every_file, garble_array_chunks, remove_state])
 def test_corrupt_newest_checkpoint_falls_back(blobs, uninterrupted, checkpoints, damage):
     damage(checkpoints / "4")
@@ -129,6 +132,7 @@ def test_corrupt_newest_checkpoint_falls_back(blobs, uninterrupted, checkpoints,
     assert epoch == 4 == meta["epoch"] and not [w for w in caught if "corrupt" in str(w.message)]
 
 
+@pytest.mark.slow
 def test_all_checkpoints_corrupt_is_an_error(blobs, checkpoints):
     truncate_every_file(checkpoints / "4")
     remove_state(checkpoints / "2")
@@ -138,6 +142,7 @@ def test_all_checkpoints_corrupt_is_an_error(blobs, checkpoints):
     assert str(checkpoints / "4") in str(info.value) and str(checkpoints / "2") in str(info.value)
 
 
+@pytest.mark.slow
 def test_leftover_temporary_folder_is_ignored(blobs, uninterrupted, checkpoints):
     # A run killed while saving epoch 6 leaves orbax's half-written temporary folder.
     tmp = checkpoints / "6.orbax-checkpoint-tmp-1700000000"
@@ -150,6 +155,7 @@ def test_leftover_temporary_folder_is_ignored(blobs, uninterrupted, checkpoints)
     assert without_seconds(history) == without_seconds(uninterrupted[1])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_dir_that_cannot_be_written_fails_before_training(
     blobs, tmp_path, monkeypatch
 ):
@@ -166,6 +172,7 @@ def test_a_checkpoint_dir_that_cannot_be_written_fails_before_training(
         run(blobs, 2, checkpoint_dir=tmp_path / "locked")
 
 
+@pytest.mark.slow
 def test_resuming_with_another_network_names_the_leaf(blobs, checkpoints):
     wider = jnet.serial(jnet.dense(32, W, B), jnet.relu(), jnet.dropout(0.2), jnet.dense(3, W, B))
     x, y, _ = blobs
@@ -178,6 +185,7 @@ def test_resuming_with_another_network_names_the_leaf(blobs, checkpoints):
                  checkpoint_dir=checkpoints, progress=False)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, said",
     [

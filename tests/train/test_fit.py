@@ -43,6 +43,7 @@ def capture_grads() -> optax.GradientTransformation:
 # --- one step ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_l2_gradient_matches_autodiff_and_skips_biases():
     x, y = blobs(16, 5)
     x = x.astype(np.float64)
@@ -77,6 +78,7 @@ def test_l2_gradient_matches_autodiff_and_skips_biases():
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [{-1: optax.sgd(0.1)}, {4: optax.sgd(0.1)}])
 def test_per_layer_learning_rates(overrides):
     # Tutorial 004: lr 0.05 everywhere except 0.1 for the output layer.
@@ -122,6 +124,7 @@ def test_step_and_state_refuse_misuse_by_name():
         )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_train_step_matches_make_step_and_donates():
     x, y = blobs(40, 6)
     net = jnet.serial(jnet.dense(16), jnet.relu(), jnet.dropout(0.3), jnet.dense(3))
@@ -151,6 +154,7 @@ def small_fit(key, **kwargs):
     return jnet.fit(net, CE, optax.adam(1e-2), x, y, **options)
 
 
+@pytest.mark.slow
 def test_same_key_same_run_bit_for_bit():
     params_a, history_a = small_fit(jax.random.key(7))
     params_b, history_b = small_fit(jax.random.key(7))
@@ -199,6 +203,7 @@ def test_an_epoch_compiles_once_per_run(monkeypatch, caplog, tmp_path):
     assert engine.steps_per_epoch == 10 and engine.epochs == 1
 
 
+@pytest.mark.slow
 def test_epochs_drop_the_partial_batch():
     x, y = blobs(103)
     net = jnet.serial(jnet.dense(4), jnet.relu(), jnet.dense(3))
@@ -215,6 +220,7 @@ def test_epochs_drop_the_partial_batch():
         train.make_epochs(net, CE, optax.sgd(0.1), num_examples=103, batch_size=200, epochs=1)
 
 
+@pytest.mark.slow
 def test_progress_bar(capfd):
     small_fit(jax.random.key(0), epochs=2, progress=True)
     out, err = capfd.readouterr()
@@ -322,6 +328,7 @@ def test_a_copy_of_a_builtin_loss_gets_its_label_checks():
                  key=jax.random.key(0), progress=False)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_learning_rates_may_be_numpy_or_jax_scalars():
     x, y = blobs(20)
     runs = [
@@ -362,6 +369,7 @@ def numpy_log_softmax(z):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+@pytest.mark.slow
 def test_evaluate_softmax_matches_numpy():
     x, y = blobs(37, 6, classes=4)
     x = x.astype(np.float64)
@@ -393,6 +401,7 @@ def test_evaluate_softmax_matches_numpy():
     assert got["loss"] == pytest.approx(np.mean((probs - np.eye(4)[y]) ** 2), rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target_shape", ["(N,)", "(N, 1)"])
 def test_evaluate_binary_matches_numpy(target_shape):
     rng = np.random.default_rng(1)
@@ -424,6 +433,7 @@ def test_evaluate_binary_matches_numpy(target_shape):
 # --- an overflow in a call's last update -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_overflow_in_the_last_update_is_divergence():
     x, y = blobs(64, 8)
     x = x * 100

@@ -53,6 +53,7 @@ def test_tutorial_000_full_batch_gd_reaches_97_percent(mnist):
     assert jnet.evaluate(net, CE, params, x_test[:200], y_test[:200])["accuracy"] > 0.88
 
 
+@pytest.mark.slow
 def test_minibatch_adam_learns(mnist):
     (x, y), (x_test, y_test) = mnist
     net = jnet.serial(
@@ -98,6 +99,7 @@ def global_step(error: Exception) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.slow
 def test_divergence_full_batch_keeps_last_finite_state(blowup):
     x, y = blowup
     net, key = tutorial_net(), jax.random.key(1)
@@ -145,6 +147,7 @@ def test_divergence_minibatch_names_epoch_step_and_rate(blowup):
     assert all_finite(e.state) and int(e.state.step) == bad - 1
 
 
+@pytest.mark.slow
 def test_divergence_with_checkpoints_never_saves_nan(blowup, tmp_path):
     x, y = blowup
     net, key = tutorial_net(), jax.random.key(1)
@@ -183,6 +186,7 @@ def test_divergence_with_checkpoints_never_saves_nan(blowup, tmp_path):
         shutil.rmtree(tmp_path / str(epoch))  # expose the previous one
 
 
+@pytest.mark.slow
 def test_divergence_message_has_injected_learning_rate(blowup):
     x, y = blowup
     optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=1e3)

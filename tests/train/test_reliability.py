@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _marks import fast_at
 from _train_support import assert_trees_equal, float32, without_seconds
 from _train_support import blobs as three_blobs
 
@@ -75,7 +76,8 @@ def array_files(checkpoint):
     return [p for p in (checkpoint / "state" / "d").iterdir() if p.is_file()]
 
 
-@pytest.mark.parametrize("where", [0.25, 0.5, 0.9])
+@pytest.mark.slow
+@pytest.mark.parametrize("where", fast_at([0.25, 0.5, 0.9], {1}))
 def test_a_flipped_bit_in_the_newest_arrays_falls_back(blobs, uninterrupted, folder, where):
     (data,) = array_files(folder / "3")
     raw = bytearray(data.read_bytes())
@@ -88,6 +90,7 @@ def test_a_flipped_bit_in_the_newest_arrays_falls_back(blobs, uninterrupted, fol
     assert without_seconds(history) == without_seconds(uninterrupted[1])
 
 
+@pytest.mark.slow
 def test_arrays_that_read_cleanly_but_differ_are_caught(blobs, uninterrupted, folder):
     shutil.rmtree(folder / "3" / "state")
     shutil.copytree(folder / "2" / "state", folder / "3" / "state")  # valid arrays, wrong ones
@@ -97,6 +100,7 @@ def test_arrays_that_read_cleanly_but_differ_are_caught(blobs, uninterrupted, fo
     assert_trees_equal(params, uninterrupted[0])
 
 
+@pytest.mark.slow
 def test_an_edited_history_in_the_metadata_is_caught(blobs, uninterrupted, folder):
     meta_file = folder / "3" / "meta" / "metadata"
     meta = json.loads(meta_file.read_text())
@@ -108,6 +112,7 @@ def test_an_edited_history_in_the_metadata_is_caught(blobs, uninterrupted, folde
 
 
 # 2. A resume with other settings is refused, naming what changed.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, field",
     [
@@ -124,6 +129,7 @@ def test_a_resume_with_changed_settings_is_refused(blobs, folder, change, field)
         resume(blobs, folder, **change)
 
 
+@pytest.mark.slow
 def test_allow_changes_continues_and_the_resume_announces_itself(blobs, folder, capfd):
     _, history, _ = resume(blobs, folder, optimizer=optax.adam(5e-3), allow_changes={"optimizer"})
     assert history["epoch"] == [1, 2, 3, 4]
@@ -139,6 +145,7 @@ def _hold_lock(folder, ready, release):
         release.wait(30)
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_locked_folder_is_refused(blobs, tmp_path):
     ctx = multiprocessing.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
@@ -169,6 +176,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 
 # 4. A non-finite optimizer state is divergence; a failed save keeps the result.
+@pytest.mark.slow
 def test_an_overflowing_adam_state_is_divergence_naming_the_leaf(blobs, tmp_path):
     # Inputs of 1e20: the loss stays finite (softmax CE grows linearly), but Adam's second
     # moment, the squared gradient, overflows float32; it used to freeze the weights.
@@ -180,6 +188,7 @@ def test_an_overflowing_adam_state_is_divergence_naming_the_leaf(blobs, tmp_path
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(e.value.state.opt_state))
 
 
+@pytest.mark.slow
 def test_a_failed_save_keeps_the_trained_state(blobs, tmp_path, monkeypatch):
     def refuse(self, *args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -231,6 +240,7 @@ def test_batch_size_larger_than_the_data_names_fit(blobs):
         run(blobs, 1, batch_size=500)
 
 
+@pytest.mark.slow
 def test_float64_validation_data_is_reported_as_float64(blobs):
     x, y = blobs
     wide = np.concatenate([x, x[:, :1]], axis=1).astype(np.float64)  # 11 features, float64

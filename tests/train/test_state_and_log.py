@@ -85,6 +85,7 @@ def test_weight_decay_takes_kernels_not_biases_or_scales():
         l2_penalty(params, {"w": True})
 
 
+@pytest.mark.slow
 def test_fit_decays_by_the_mask(data):
     # One full-batch SGD step from the same params: decay adds lr * l2 * p to exactly the
     # leaves the mask chooses, and nothing else moves differently.
@@ -102,6 +103,7 @@ def test_fit_decays_by_the_mask(data):
     assert np.allclose(all_decayed[0]["b"], plain[0]["b"] - lr * l2 * p0[0]["b"])
 
 
+@pytest.mark.slow
 def test_augmentation_runs_on_every_batch_with_its_own_key(data):
     x, y = data
     net = jnet.serial(jnet.dense(3))
