@@ -162,6 +162,8 @@ def main(argv=None) -> dict:
     xs, ys = batches(args)
     net = network()
     _, params, state = init_with_state(net, jax.random.key(0), (args.batch, 28, 28, 1))
+    # float32 throughout, as the batches are (also where float64 is on, as in the tests).
+    params, state = jax.tree.map(lambda a: a.astype(xs.dtype), (params, state))
 
     probe = {}
     for lowering in ("xla", "matmul"):
