@@ -55,6 +55,7 @@ def test_one_of_two_parameter_leaves_wrong_is_named():
     assert [r.input for r in report.layers if not r.passed] == ["b"]
 
 
+@pytest.mark.slow
 def test_nested_serial_address_and_the_raised_message():
     inner = jnet.serial(jnet.dense(3), scale(dw=2.0))
     net = jnet.serial(jnet.dense(3), inner, jnet.tanh())

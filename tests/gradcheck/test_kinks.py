@@ -11,6 +11,7 @@ from jnet.gradcheck import check_gradients
 ZEROS = jnp.array([[0.0, 1.0, 0.0, -2.0], [0.0, 0.0, 3.0, -1.0], [0.5, 0.0, 0.0, 0.0]])
 
 
+@pytest.mark.slow
 def test_relu_and_max_at_exact_kinks_pass_check_vjp():
     for f in (jax.nn.relu, lambda x: jnp.where(x > 0, x, 0.1 * x), lambda x: jnp.max(x, 1)):
         report = jnet.check_vjp(f, ZEROS, probes=6)

@@ -130,6 +130,7 @@ def test_init_output_shape_matches_forward(name, batch):
     assert out_shape[0][0] == batch
 
 
+@pytest.mark.slow
 def test_forward_is_plain_math():
     # Forward values against direct formulas, so the vjp tests are not comparing a wrong
     # forward with its own (consistent) gradient.
@@ -232,6 +233,7 @@ def test_dropout_rate_outside_0_1_raises(rate):
         jnet.dropout(rate)
 
 
+@pytest.mark.slow
 def test_dropout_is_in_the_registry_with_a_key():
     # So the registry tests (tests/gradcheck/test_registry.py) all run dropout
     # with a fixed key: with a real mask, and the same one on every call.
@@ -255,6 +257,7 @@ def _moments(w):
     return w.mean(), w.std(), n
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "init_fn, std",
     [

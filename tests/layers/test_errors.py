@@ -161,6 +161,7 @@ def test_flatten_rejects_ndim_below_1():
         jnet.flatten(0)
 
 
+@pytest.mark.slow
 def test_good_inputs_still_pass():
     # The same functions on well-formed inputs: the errors above are about the input alone.
     assert dense_apply(jnp.ones((4, 6))).shape == (4, 3)

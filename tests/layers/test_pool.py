@@ -41,7 +41,7 @@ def _inputs(shape, rng):
 
 
 @pytest.mark.parametrize("kind", ["max_pool", "avg_pool"])
-@pytest.mark.parametrize("config", fast_at(CONFIGS, {1, 3}))
+@pytest.mark.parametrize("config", fast_at(CONFIGS, {3}))
 def test_pool_matches_reduce_window_and_its_gradient_with_ties(kind, config):
     shape, window, strides, padding = config
     layer = getattr(jnet, kind)(window, strides=strides, padding=padding)

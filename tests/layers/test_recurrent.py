@@ -58,6 +58,7 @@ def _hand_and_vjp(layer, params, x, dy):
     return (dparams, dx), vjp(dy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", fast_at(list(KINDS), {0}))
 def test_backward_matches_jax_vjp_all_modes(kind):
     x = randn((N, T, D), 1)

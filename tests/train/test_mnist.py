@@ -124,6 +124,7 @@ def test_divergence_full_batch_keeps_last_finite_state(blowup):
     assert e.history["loss"][: bad - 1] == history["loss"]
 
 
+@pytest.mark.slow
 def test_divergence_minibatch_names_epoch_step_and_rate(blowup):
     x, y = blowup
     with pytest.raises(jnet.DivergenceError) as info:
