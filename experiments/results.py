@@ -109,7 +109,7 @@ NOTES = {
     "mnist_cnn_plain": "The `plain` part alone, on the 2-core CPU (`--parts plain`).",
     "mnist_cnn_bn": "The `bn` part alone, on the 2-core CPU (`--parts bn`).",
     "mnist_cnn_speed_cpu": (
-        "The speed run's recipe on the shared, loaded 2-core CPU; the goal (< 0.5 s) is for a GPU."
+        "The speed run's recipe on the 2-core CPU, alone on it; the goal (< 0.5 s) is for a GPU."
     ),
     "cat_cnn": (
         "50 test images: one image is 2 points. The tutorial column holds the course's 4-layer "
