@@ -21,13 +21,13 @@ medians, ms per step and the ratio to the reference.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import platform
 import statistics
 import time
 
+import conv_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -160,16 +160,7 @@ def torch_epoch(params, xs, ys):
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=20, help="SGD steps per timed epoch")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--probe-steps", type=int, default=3, help="steps of the reference probe")
-    p.add_argument("--no-torch", action="store_true")
-    args = p.parse_args(argv)
-    for flag in ("steps", "repeats", "batch", "probe_steps"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    args = conv_flags.parse(__doc__, argv, steps=20, probe_steps=3)
     cpu = platform.processor() or "?"
     print(f"jax {jax.__version__} on {jax.default_backend()} ({cpu}, {os.cpu_count()} cores); "
           f"conv2d default lowering: {conv.lowering_for(None)}")  # fmt: skip

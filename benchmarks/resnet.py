@@ -26,22 +26,14 @@ import argparse
 import os
 import platform
 
+import conv_flags
+
 BLOCKS = ((16, 1), (16, 1), (32, 2), (32, 1))  # (channels, stride) per residual block
 LR = 0.01
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=10, help="SGD steps per timed epoch")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--probe-steps", type=int, default=2, help="steps of the reference probe")
-    p.add_argument("--no-torch", action="store_true")
-    args = p.parse_args(argv)
-    for flag in ("steps", "repeats", "batch", "probe_steps"):
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag.replace('_', '-')} must be >= 1")
-    return args
+    return conv_flags.parse(__doc__, argv, steps=10, probe_steps=2)
 
 
 def network(lowering: str | None = None):

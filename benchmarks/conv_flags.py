@@ -1,0 +1,26 @@
+"""The flags `cnn.py` and `resnet.py` share: steps per timed epoch, repeats, batch, probe steps.
+
+No JAX here: `--help` and a bad flag answer before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def parse(doc: str, argv: Sequence[str] | None, *, steps: int, probe_steps: int):
+    """The parsed flags, each count checked >= 1; `doc`'s first line is the description."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--steps", type=int, default=steps, help="SGD steps per timed epoch")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument(
+        "--probe-steps", type=int, default=probe_steps, help="steps of the reference probe"
+    )
+    p.add_argument("--no-torch", action="store_true")
+    args = p.parse_args(argv)
+    for flag in ("steps", "repeats", "batch", "probe_steps"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    return args
