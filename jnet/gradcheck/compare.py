@@ -24,7 +24,7 @@ from jnet.gradcheck.probes import (
     unit_direction,
 )
 from jnet.gradcheck.report import VJPRow
-from jnet.gradcheck.tolerances import Tolerances, error_scale, fd_dtype
+from jnet.gradcheck.tolerances import Tolerances, error_scale, fd_dtype, max_abs
 
 Leaves = list[jax.Array]
 
@@ -134,10 +134,10 @@ def first_order(
             abs_err = rel_err = None
             ref_ok = True
             if g_r:
-                abs_err = max(_max_abs(g_c[p, j][i] - g_r[p, j][i]) for p in range(probes))
-                scale = max(_max_abs(g_r[p, j][i]) for p in range(probes))
+                abs_err = max(max_abs(g_c[p, j][i] - g_r[p, j][i]) for p in range(probes))
+                scale = max(max_abs(g_r[p, j][i]) for p in range(probes))
                 # A (near-)zero block is judged against the output's other blocks.
-                overall = max(_max_abs(g_r[p, j][k]) for p in range(probes) for k in range(n_in))
+                overall = max(max_abs(g_r[p, j][k]) for p in range(probes) for k in range(n_in))
                 rel_err = abs_err / error_scale(scale, overall, tol) if abs_err != 0.0 else 0.0
                 ref_ok = bool(rel_err <= tol.rtol)
             rows.append(
@@ -205,10 +205,3 @@ def _probe(evaluate, x_fd, base, i, grads, cots, eps, tol, rng) -> tuple[list[Pr
         if not pending:
             break
     return result, avoided
-
-
-def _max_abs(a: np.ndarray) -> float:
-    if a.size == 0:
-        return 0.0
-    m = float(np.max(np.abs(a)))
-    return m if not math.isnan(m) else math.inf

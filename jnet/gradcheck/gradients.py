@@ -17,6 +17,7 @@ from jnet.gradcheck.tolerances import (
     fd_dtype,
     for_dtype,
     least_precise,
+    max_abs,
     warn_without_x64,
 )
 from jnet.gradcheck.vmapped import per_example_rows, second_order_rows
@@ -181,7 +182,7 @@ def _whole(net, loss, params, x, y, key, state, name, tol, seed) -> list[Row]:
     value_jit = jax.jit(value)
     rng = np.random.default_rng(seed)
 
-    overall = max(_max_abs(r) for r in jax.tree.leaves((ref_p, ref_x)))
+    overall = max(max_abs(r) for r in jax.tree.leaves((ref_p, ref_x)))
 
     def row(leaf, hand, ref, perturb):
         hand, ref = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
@@ -189,8 +190,8 @@ def _whole(net, loss, params, x, y, key, state, name, tol, seed) -> list[Row]:
             raise GradientCheckError(
                 f"{name}: gradient of {leaf} has shape {hand.shape}, expected {ref.shape}"
             )
-        abs_err = _max_abs(hand - ref)
-        rel_err = abs_err / error_scale(_max_abs(ref), overall, tol)
+        abs_err = max_abs(hand - ref)
+        rel_err = abs_err / error_scale(max_abs(ref), overall, tol)
         fd_err, fd_ok, kink = _difference(hand, perturb, value_jit, tol, rng)
         return Row(name, leaf, abs_err, rel_err, fd_err, bool(rel_err <= tol.rtol and fd_ok), kink)
 
@@ -210,10 +211,6 @@ def _whole(net, loss, params, x, y, key, state, name, tol, seed) -> list[Row]:
             row("x", hand_x, ref_x, lambda delta: (params, x + jnp.asarray(delta, x.dtype)))
         )
     return rows
-
-
-def _max_abs(a) -> float:
-    return float(np.max(np.abs(np.asarray(a, np.float64)), initial=0.0))
 
 
 def _difference(hand, perturb, value_jit, tol, rng) -> tuple[float, bool, bool]:

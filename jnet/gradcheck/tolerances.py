@@ -107,6 +107,15 @@ def for_dtype(
     return Tolerances(name, float(rtol), float(fd_tol), float(fd_eps), size, reason)
 
 
+def max_abs(a: Any) -> float:
+    """The largest |entry| of `a` as a float (0 for an empty array; NaN anywhere: inf)."""
+    a = np.asarray(a, np.float64)
+    if a.size == 0:
+        return 0.0
+    m = float(np.max(np.abs(a)))
+    return m if not math.isnan(m) else math.inf
+
+
 def error_scale(scale: float, overall: float, tol: Tolerances) -> float:
     """What one leaf's error against autodiff is measured against (`rel_err`'s denominator).
 
@@ -120,7 +129,7 @@ def error_scale(scale: float, overall: float, tol: Tolerances) -> float:
     floor.
     """
     floor = 0.0
-    if tol.rtol > 0:
+    if tol.rtol > 0 and math.isfinite(overall):  # a NaN reference sets no floor: it fails
         floor = overall * min(10 * float(jnp.finfo(tol.dtype).eps) / tol.rtol, 1.0)
     return max(scale, floor, float(np.finfo(np.float64).tiny))
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.gradcheck.report import VJPRow
-from jnet.gradcheck.tolerances import Tolerances, error_scale
+from jnet.gradcheck.tolerances import Tolerances, error_scale, max_abs
 from jnet.gradcheck.vjp import check_vjp
 from jnet.layers.base import forward_with_state
 from jnet.layers.checks import BackwardError
@@ -106,7 +106,6 @@ def per_example_rows(
              zip(flat, jax.tree.leaves(hand[0]), jax.tree.leaves(ref[0]), strict=True)]  # fmt: skip
     if with_x:
         pairs.append(("x", hand[1], ref[1]))
-    max_abs = lambda a: float(np.max(np.abs(np.asarray(a, np.float64)), initial=0.0))  # noqa: E731
     overall = max(max_abs(r) for _, _, r in pairs)
     for leaf, h, r in pairs:
         h, r = np.asarray(h, np.float64), np.asarray(r, np.float64)
