@@ -5,7 +5,7 @@ every case. Compiling dominates the run time, so the fast sets are small: each f
 at least one of them, and its own layer tests (tests/layers/) cover it in the fast path too.
 """
 
-import pytest
+from _marks import fast_at
 
 from jnet.gradcheck.registry import CASES
 
@@ -26,7 +26,7 @@ def names(fast: set[str]) -> list:
     """Every registry case, those outside `fast` marked slow."""
     unknown = fast - CASES.keys()
     assert not unknown, f"not in the registry: {sorted(unknown)}"
-    return [pytest.param(n, marks=() if n in fast else pytest.mark.slow) for n in CASES]
+    return fast_at(list(CASES), {i for i, n in enumerate(CASES) if n in fast})
 
 
 NAMES = names(FAMILIES)

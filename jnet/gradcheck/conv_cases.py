@@ -27,9 +27,13 @@ def _minus_one(key, shape, dtype=float):
     return jnp.full(shape, -1.0, dtype)
 
 
-def _inference(bn: L.Layer) -> L.Layer:
-    """A stateless view of a batch norm in inference mode with running statistics that
-    are not its init values (mean 0.5, var 2): its own forward and backward, nothing else."""
+def _stateless(bn: L.Layer, *, training: bool) -> L.Layer:
+    """A stateless view of a batch norm: its own forward and backward, nothing else.
+
+    Training (the forward's key passes through: batch statistics) or inference (no key,
+    running statistics that are not the init values: mean 0.5, var 2).
+    """
+    mean, var = (0.0, 1.0) if training else (0.5, 2.0)
 
     def init(key, input_shape):
         shape, params, _ = bn.init(key, input_shape)
@@ -37,28 +41,19 @@ def _inference(bn: L.Layer) -> L.Layer:
 
     def forward(params, x, *, key=None):
         c = x.shape[-1]
-        state = {"mean": jnp.full((c,), 0.5, x.dtype), "var": jnp.full((c,), 2.0, x.dtype)}
-        y, cache, _ = bn.forward(params, x, key=None, state=state)
+        state = {"mean": jnp.full((c,), mean, x.dtype), "var": jnp.full((c,), var, x.dtype)}
+        y, cache, _ = bn.forward(params, x, key=key if training else None, state=state)
         return y, cache
 
-    return L.Layer(init, forward, bn.backward, f"{bn.name}[inference]")
+    return L.Layer(init, forward, bn.backward, f"{bn.name}[{'train' if training else 'inference'}]")
+
+
+def _inference(bn: L.Layer) -> L.Layer:
+    return _stateless(bn, training=False)
 
 
 def _training(bn: L.Layer) -> L.Layer:
-    """A stateless view of a batch norm in training mode (a key: batch statistics), its
-    running statistics dropped: its own forward and backward, nothing else."""
-
-    def init(key, input_shape):
-        shape, params, _ = bn.init(key, input_shape)
-        return shape, params
-
-    def forward(params, x, *, key=None):
-        c = x.shape[-1]
-        state = {"mean": jnp.zeros((c,), x.dtype), "var": jnp.ones((c,), x.dtype)}
-        y, cache, _ = bn.forward(params, x, key=key, state=state)
-        return y, cache
-
-    return L.Layer(init, forward, bn.backward, f"{bn.name}[train]")
+    return _stateless(bn, training=True)
 
 
 def _conv(low, *args, **kwargs):
