@@ -42,6 +42,7 @@ def test_random_flip_mirrors_some_images_left_right():
     assert any(flipped) and any(kept)
 
 
+@pytest.mark.slow
 def test_same_key_same_batch_other_key_other_batch_inside_scan():
     aug = augment.compose(augment.random_shift(1), augment.random_flip())
     keys = jax.random.split(jax.random.key(0), 3)

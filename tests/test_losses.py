@@ -115,6 +115,7 @@ X_LABELS = jnp.array([0, 0, 2, 2])
 X_SCE = np.mean([0.0, 2 * BIG + np.log(2), np.log(3), 2 * BIG])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", fast_at([jnp.float64, jnp.float32], {1}))
 @pytest.mark.parametrize("targets", ["labels", "one-hot"])
 def test_softmax_cross_entropy_extreme_logits(dtype, targets):

@@ -58,6 +58,7 @@ def test_bf16_gradients_are_close_to_the_float32_gradients():
         assert not np.array_equal(np.asarray(a), np.asarray(b))  # bf16 did change something
 
 
+@pytest.mark.slow
 def test_bf16_matmuls_really_run_in_bf16_and_outputs_stay_float32():
     net = mlp(BF16)
     params, x, y = float32_inputs(net)
