@@ -7,9 +7,10 @@ dense 10 (SAME convolutions), softmax cross entropy, plain SGD. One "epoch" is a
 `lax.scan` over `--steps` batches already on the device (an MNIST epoch is 469 such steps).
 
 Rows, all from the same initial parameters and the same batches:
-- jnet: `jnet.value_and_grad` (hand-written backward), conv2d's default lowering for the backend.
+- jnet: `jnet.value_and_grad` (hand-written backward), in the faster of conv2d's two lowerings
+  ("matmul", "xla"), picked by a short probe run first.
 - reference: `jax.value_and_grad` of the same forward written in plain jnp/lax, in the faster of
-  two formulations, picked by a short probe run first: "xla" (`lax.conv_general_dilated` and
+  two formulations, picked by the same probe: "xla" (`lax.conv_general_dilated` and
   `lax.reduce_window` max, the obvious one) and "matmul" (each convolution as shifted slices
   concatenated and one matmul, pooling as reshape + max).
 - torch: the same network in PyTorch eager mode on the CPU (NCHW inside, weights copied from the
@@ -26,12 +27,14 @@ import pathlib
 import platform
 import statistics
 import time
+from functools import partial
 
 import conv_flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from timing import fastest
 
 import jnet
 from jnet.layers import conv
@@ -40,10 +43,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 LR = 0.01
 
 
-def network() -> jnet.Layer:
+def network(lowering: str | None = None) -> jnet.Layer:
+    """The CNN; `lowering` is conv2d's ("matmul", "xla"; None: the backend's default)."""
     return jnet.serial(
-        jnet.conv2d(32, 3), jnet.relu(), jnet.max_pool(2),
-        jnet.conv2d(64, 3), jnet.relu(), jnet.max_pool(2),
+        jnet.conv2d(32, 3, lowering=lowering), jnet.relu(), jnet.max_pool(2),
+        jnet.conv2d(64, 3, lowering=lowering), jnet.relu(), jnet.max_pool(2),
         jnet.flatten(), jnet.dense(128), jnet.relu(), jnet.dense(10),
     )  # fmt: skip
 
@@ -166,23 +170,25 @@ def main(argv: list[str] | None = None) -> None:
           f"conv2d default lowering: {conv.lowering_for(None)}")  # fmt: skip
 
     xs, ys = batches(args)
-    net = network()
-    _, params = net.init(jax.random.key(0), (args.batch, 28, 28, 1))
-    jnet_vg = jnet.value_and_grad(net, jnet.softmax_cross_entropy)
+    _, params = network().init(jax.random.key(0), (args.batch, 28, 28, 1))
 
-    # Probe: the reference in both formulations, a few steps each; keep the faster.
-    probe_x, probe_y = xs[: args.probe_steps], ys[: args.probe_steps]
-    probe = {}
-    for kind in ("xla", "matmul"):
-        fn = epoch_fn(reference_loss(kind), probe_x, probe_y)
-        timed(fn, params)  # compile
-        probe[kind] = timed(fn, params) / args.probe_steps
-        print(f"probe: reference [{kind}] {1000 * probe[kind]:.0f} ms/step")
-    best = min(probe, key=probe.get)
+    # Probe: jnet and the reference in both formulations, a few steps each; keep each's faster.
+    px, py = xs[: args.probe_steps], ys[: args.probe_steps]
+    makers = {
+        "jnet": lambda kind: jnet.value_and_grad(network(kind), jnet.softmax_cross_entropy),
+        "reference": reference_loss,
+    }
+    best = {
+        label: fastest({kind: partial(timed, epoch_fn(make(kind), px, py), params)
+                        for kind in conv.LOWERINGS}, label, args.probe_steps)
+        for label, make in makers.items()
+    }  # fmt: skip
 
     rows = {
-        f"jnet (hand-written, {conv.lowering_for(None)})": epoch_fn(jnet_vg, xs, ys),
-        f"jax.grad reference ({best})": epoch_fn(reference_loss(best), xs, ys),
+        f"jnet (hand-written, {best['jnet']})": epoch_fn(makers["jnet"](best["jnet"]), xs, ys),
+        f"jax.grad reference ({best['reference']})": epoch_fn(
+            reference_loss(best["reference"]), xs, ys
+        ),
     }
     (_, l_jnet), (_, l_ref) = (jax.block_until_ready(f(params)) for f in rows.values())
     print(f"same losses (first, last): jnet {float(l_jnet[0]):.6f} {float(l_jnet[-1]):.6f}, "

@@ -10,11 +10,12 @@ global_avg_pool, dense 10; softmax cross entropy, plain SGD. One timed "epoch" i
 through it as state.
 
 Rows, from the same initial parameters and statistics, on the same batches:
-- jnet: `jnet.value_and_grad` (hand-written backward), conv2d's default lowering.
+- jnet: `jnet.value_and_grad` (hand-written backward), in the faster of conv2d's two lowerings,
+  picked by a short probe run: "xla" (`lax.conv_general_dilated`) and "matmul" (shifted
+  slices concatenated and one matmul).
 - reference: `jax.value_and_grad` of the same network's forward pass (the pure jnp/lax forward
-  every jnet layer has; no custom_vjp anywhere on that path), in the faster of its two
-  lowerings, picked by a short probe run: "xla" (`lax.conv_general_dilated`) and "matmul"
-  (shifted slices concatenated and one matmul).
+  every jnet layer has; no custom_vjp anywhere on that path), in the faster of the same two
+  lowerings, by the same probe.
 - torch: the same network in PyTorch eager mode on the CPU (weights and statistics copied
   from the jnet init; its symmetric SAME padding at stride 2 differs from XLA's by one row,
   which changes nothing in the timing), if `import torch` works.
@@ -145,34 +146,35 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import jax
     from cnn import batches
-    from timing import Impl, compile_timed, median_time, summarize, time_interleaved
+    from timing import Impl, compile_timed, fastest, summarize, time_interleaved
 
     from jnet.layers import conv, init_with_state
 
     backend = f"{jax.default_backend()} ({platform.processor() or '?'}, {os.cpu_count()} cores)"
     print(f"jax {jax.__version__} on {backend}; conv2d default lowering: {conv.lowering_for(None)}")
     xs, ys = batches(args)
-    net = network()
-    _, params, state = init_with_state(net, jax.random.key(0), (args.batch, 28, 28, 1))
+    _, params, state = init_with_state(network(), jax.random.key(0), (args.batch, 28, 28, 1))
     # float32 throughout, as the batches are (also where float64 is on, as in the tests).
     params, state = jax.tree.map(lambda a: a.astype(xs.dtype), (params, state))
 
-    probe = {}
-    for lowering in ("xla", "matmul"):
-        fn = epoch_fn(autodiff(network(lowering)), xs[: args.probe_steps], ys[: args.probe_steps])
-        compiled, _ = compile_timed(fn, params, state)
-        jax.block_until_ready(compiled(params, state))
-        run = lambda c=compiled: jax.block_until_ready(c(params, state))  # noqa: E731
-        probe[lowering] = median_time(run, 1) / args.probe_steps
-        print(f"probe: reference [{lowering}] {1000 * probe[lowering]:.0f} ms/step")
-    best = min(probe, key=probe.get)
+    def runner(vg, xs, ys):  # the compiled epoch as a no-argument call, and its compile time
+        compiled, seconds = compile_timed(epoch_fn(vg, xs, ys), params, state)
+        return (lambda: jax.block_until_ready(compiled(params, state))), seconds
+
+    # Probe: jnet and the reference in both lowerings, a few steps each; keep each's faster.
+    px, py = xs[: args.probe_steps], ys[: args.probe_steps]
+    best = {
+        label: fastest({low: runner(make(network(low)), px, py)[0] for low in conv.LOWERINGS},
+                       label, args.probe_steps)
+        for label, make in (("jnet", hand_written), ("reference", autodiff))
+    }  # fmt: skip
 
     impls, losses = [], {}
-    for name, vg in ((f"jnet (hand-written, {conv.lowering_for(None)})", hand_written(net)),
-                     (f"jax.grad reference ({best})", autodiff(network(best)))):  # fmt: skip
-        compiled, seconds = compile_timed(epoch_fn(vg, xs, ys), params, state)
-        losses[name] = jax.device_get(compiled(params, state)[1])
-        run = lambda c=compiled: jax.block_until_ready(c(params, state))  # noqa: E731
+    for name, vg in ((f"jnet (hand-written, {best['jnet']})", hand_written(network(best["jnet"]))),
+                     (f"jax.grad reference ({best['reference']})",
+                      autodiff(network(best["reference"])))):  # fmt: skip
+        run, seconds = runner(vg, xs, ys)
+        losses[name] = jax.device_get(run()[1])
         impls.append(Impl(name, run, seconds))
     (jl, rl) = losses.values()
     print(f"same losses (first, last): jnet {jl[0]:.6f} {jl[-1]:.6f}, "
@@ -191,7 +193,7 @@ def main(argv=None) -> dict:
         print(f"{im.name:<52} {med:>9.3f} {1000 * med / args.steps:>8.1f} {med / ref:>7.2f}")
     print("min-max s: " + "; ".join(f"{n.split(' (')[0]} {s['min_s']:.2f}-{s['max_s']:.2f}"
                                     for n, s in stats.items()))  # fmt: skip
-    return {"probe_s_per_step": probe, "rows": stats, "losses": losses}
+    return {"lowerings": best, "rows": stats, "losses": losses}
 
 
 if __name__ == "__main__":

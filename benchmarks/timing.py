@@ -87,6 +87,19 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
     return summarize(time_interleaved([Impl("fn", fn)], repeats)[1])["fn"]["median_s"]
 
 
+def fastest(runs: dict[str, Callable[[], Any]], label: str, steps: int) -> str:
+    """The key of the fastest of `runs` (each warmed up, then timed once); prints each time.
+
+    The probe that picks a lowering before the timed rows: `steps` converts to ms per step.
+    """
+    probe = {}
+    for kind, run in runs.items():
+        run()
+        probe[kind] = median_time(run, 1) / steps
+        print(f"probe: {label} [{kind}] {1000 * probe[kind]:.0f} ms/step")
+    return min(probe, key=probe.get)
+
+
 def kernel_count(compiled: Any) -> int | None:
     """Top-level instructions of the innermost while body: about the kernels per step on GPU.
 

@@ -9,9 +9,9 @@
   in/out swapped), the kernel gradient a correlation of x with dy (batch and feature axes
   exchanged), with the paddings of JAX's own transpose rules (`jax/_src/lax/convolution.py`).
 
-XLA's CPU convolution is several times slower than the matmul form inside `lax.scan` (see
-BENCHMARKS.md), so by default the CPU gets "matmul" and other backends "xla", chosen at
-trace time. docs/conv_backward.md derives both backward passes.
+By default the CPU gets "matmul" (the faster on the MNIST CNNs) and other backends "xla",
+chosen at trace time; narrow stacks such as benchmarks/resnet.py run faster on the CPU with
+"xla" (BENCHMARKS.md). docs/conv_backward.md derives both backward passes.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def conv2d(
       b_init: bias initializer, `(features,)`; default zeros.
       lowering: None (by backend at trace time: "matmul" on CPU, "xla" elsewhere),
         "matmul" (im2col: shifted slices and one matmul) or "xla" (`lax.conv_general_dilated`).
+        On a CPU, time both on your network: "xla" wins for narrow (16-channel) layers.
 
     Shapes: x `(N, H, W, in)` -> y `(N, Ho, Wo, features)` (more leading axes are batch axes);
     params `{"w": (kh, kw, in, features), "b": (features,)}`.
@@ -159,36 +160,39 @@ def _patches(x, pads, window, strides, dilation, out_hw):
 
 
 def _xla_backward(x, w, dy, pads, strides, dilation):
-    """`(dw, dx)` as two `lax.conv_general_dilated` calls (JAX's transpose rules, NHWC/HWIO)."""
+    """`(dw, dx)` as two `lax.conv_general_dilated` calls (JAX's transpose rules, NHWC/HWIO).
+
+    Both calls keep the forward's dimension numbers (NHWC, HWIO, NHWC) and transpose their
+    operands explicitly instead: inside `lax.scan`, XLA's CPU backend runs a convolution
+    with any other dimension numbers (those of JAX's own transpose rules) as a naive loop,
+    ~10x slower (BENCHMARKS.md). The transposes cost a copy of x and of dy.
+    """
     in_hw, k_hw, out_hw = x.shape[1:3], w.shape[:2], dy.shape[1:3]
     k_ext = [windows.dilated(k, d) for k, d in zip(k_hw, dilation, strict=True)]
     out_ext = [windows.dilated(o, s) for o, s in zip(out_hw, strides, strict=True)]
     # dx: dy dilated by the strides (lhs_dilation), padded so that every input pixel sees
-    # every tap that touched it, correlated with the flipped kernel read as HWOI.
+    # every tap that touched it, correlated with the flipped kernel, in and out swapped.
     dx_pads = []
     for n, k, o, (lo, _) in zip(in_hw, k_ext, out_ext, pads, strict=True):
         before = k - lo - 1
         dx_pads.append((before, n + k - 1 - o - before))
+    w_flipped = lax.rev(w, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
     dx = lax.conv_general_dilated(
-        dy,
-        lax.rev(w, (0, 1)),
-        (1, 1),
-        dx_pads,
-        lhs_dilation=strides,
-        rhs_dilation=dilation,
-        dimension_numbers=("NHWC", "HWOI", "NHWC"),
-    )
-    # dw: x correlated with dy, the batch axis contracted (x read as CHWN, dy as IHWO); the
-    # forward's strides become the dilation of dy, its dilation the stride over x.
+        dy, w_flipped, (1, 1), dx_pads, lhs_dilation=strides, rhs_dilation=dilation,
+        dimension_numbers=_DN,
+    )  # fmt: skip
+    # dw: x correlated with dy over the batch: x as C images (C, H, W, N) of N channels, dy
+    # as an (Ho, Wo, N, out) kernel; the forward's strides become the dilation of dy, its
+    # dilation the stride over x. The result (C, kh, kw, out) is the kernel's HWIO.
     dw_pads = []
     for n, k, o, (lo, _) in zip(in_hw, k_ext, out_ext, pads, strict=True):
         dw_pads.append((lo, o - n + k - lo - 1))
+    # The barrier keeps x the stored activation: without it XLA fuses the layers that
+    # produced x (batch norm, relu, residual sums) into the transpose and recomputes them
+    # there, through a strided read (a quarter of the ResNet benchmark's step).
+    x_cn = lax.optimization_barrier(x).transpose(3, 1, 2, 0)
     dw = lax.conv_general_dilated(
-        x,
-        dy,
-        dilation,
-        dw_pads,
-        rhs_dilation=strides,
-        dimension_numbers=("CHWN", "IHWO", "HWNC"),
-    )
-    return dw, dx
+        x_cn, dy.transpose(1, 2, 0, 3), dilation, dw_pads, rhs_dilation=strides,
+        dimension_numbers=_DN,
+    )  # fmt: skip
+    return dw.transpose(1, 2, 0, 3), dx

@@ -12,7 +12,9 @@ def test_resnet_rows_start_alike_and_end_on_the_same_losses(capsys):
     out = capsys.readouterr().out
     (jnet_row, ref_row) = result["rows"]
     assert jnet_row.startswith("jnet (hand-written") and ref_row.startswith("jax.grad reference")
-    assert set(result["probe_s_per_step"]) == {"xla", "matmul"}
+    assert set(result["lowerings"]) == {"jnet", "reference"}  # each probed in both lowerings
+    assert set(result["lowerings"].values()) <= {"xla", "matmul"}
+    assert out.count("probe: jnet [") == 2 and out.count("probe: reference [") == 2
     # Same init, statistics and batches: hand-written and autodiff agree step by step.
     np.testing.assert_allclose(*result["losses"].values(), rtol=1e-4)
     assert "vs ref" in out and "1.00" in out
