@@ -1,5 +1,6 @@
 """conv2d: both lowerings against lax.conv_general_dilated (forward) and jax.grad of it
-(backward) in float64, the SAME rule, the per-backend default and bad inputs."""
+(backward) in float64, the SAME rule, the per-backend default, the dimension numbers the
+compiled backward keeps, and bad inputs."""
 
 import jax
 import jax.numpy as jnp
@@ -89,6 +90,28 @@ def test_default_lowering_is_chosen_by_backend():
     assert ("conv_general_dilated" in jaxpr) == (expected == "xla")
     forced = str(jax.make_jaxpr(jnet.conv2d(2, 3, lowering="xla").forward)(params, x))
     assert "conv_general_dilated" in forced
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a GPU compiles to cuDNN calls")
+@pytest.mark.parametrize("strides, dilation", [(2, 1), (1, 2)])
+def test_xla_lowering_keeps_the_forwards_dimension_numbers_inside_scan(strides, dilation):
+    # XLA's CPU backend runs a convolution with other dimension numbers as a naive loop
+    # inside lax.scan (~10x slower): all three (y, dx, dw) must stay NHWC/HWIO/NHWC.
+    layer = jnet.conv2d(4, 3, strides=strides, dilation=dilation, lowering="xla")
+    _, params = layer.init(jax.random.key(0), (2, 9, 9, 3))
+
+    def epoch(params, xs):
+        def step(p, x):
+            y, cache = layer.forward(p, x)
+            dp, dx = layer.backward(p, cache, jnp.cos(y))
+            return jax.tree.map(lambda a, g: a - 0.1 * g, p, dp), dx.sum()
+
+        return lax.scan(step, params, xs)
+
+    hlo = jax.jit(epoch).lower(params, jnp.ones((3, 2, 9, 9, 3))).compile().as_text()
+    labels = [line.split("dim_labels=")[1].split(",")[0] for line in hlo.splitlines()
+              if " convolution(" in line]  # fmt: skip
+    assert len(labels) == 3 and set(labels) == {"b01f_01io->b01f"}, labels
 
 
 def test_init_is_he_normal_with_zero_bias_and_names_follow_the_call():
