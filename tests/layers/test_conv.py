@@ -93,7 +93,7 @@ def test_default_lowering_is_chosen_by_backend():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="a GPU compiles to cuDNN calls")
-@pytest.mark.parametrize("strides, dilation", [(2, 1), (1, 2)])
+@pytest.mark.parametrize("strides, dilation", fast_at([(2, 1), (1, 2)], {0}, unpack=True))
 def test_xla_lowering_keeps_the_forwards_dimension_numbers_inside_scan(strides, dilation):
     # XLA's CPU backend runs a convolution with other dimension numbers as a naive loop
     # inside lax.scan (~10x slower): all three (y, dx, dw) must stay NHWC/HWIO/NHWC.
