@@ -87,17 +87,17 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
     return summarize(time_interleaved([Impl("fn", fn)], repeats)[1])["fn"]["median_s"]
 
 
-def fastest(runs: dict[str, Callable[[], Any]], label: str, steps: int) -> str:
-    """The key of the fastest of `runs` (each warmed up, then timed once); prints each time.
+def fastest(
+    runs: dict[str, Callable[[], Any]], label: str, steps: int, repeats: int = 3
+) -> str:
+    """The key of the fastest of `runs` by median of `repeats` interleaved rounds; prints each.
 
     The probe that picks a lowering before the timed rows: `steps` converts to ms per step.
     """
-    probe = {}
-    for kind, run in runs.items():
-        run()
-        probe[kind] = median_time(run, 1) / steps
-        print(f"probe: {label} [{kind}] {1000 * probe[kind]:.0f} ms/step")
-    return min(probe, key=probe.get)
+    times = summarize(time_interleaved([Impl(k, run) for k, run in runs.items()], repeats)[1])
+    for kind, t in times.items():
+        print(f"probe: {label} [{kind}] {1000 * t['median_s'] / steps:.0f} ms/step")
+    return min(times, key=lambda kind: times[kind]["median_s"])
 
 
 def kernel_count(compiled: Any) -> int | None:

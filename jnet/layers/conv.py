@@ -139,7 +139,8 @@ def conv2d(
         x, dy = windows.fold(x_in), windows.fold(dy)
         db = dy.sum((0, 1, 2))
         if lowering_for(lowering) == "xla":
-            dw, dx = _xla_backward(x, w, dy, pads, stride, dil)
+            dw = _kernel_grad(x, dy, window, pads, stride, dil)
+            dx = _input_grad(dy, w, x.shape[1:3], pads, stride, dil)
         else:
             patches = _patches(x, pads, window, stride, dil, out_hw)
             k = patches.shape[-1]
@@ -159,31 +160,40 @@ def _patches(x, pads, window, strides, dilation, out_hw):
     return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
 
 
-def _xla_backward(x, w, dy, pads, strides, dilation):
-    """`(dw, dx)` as two `lax.conv_general_dilated` calls (JAX's transpose rules, NHWC/HWIO).
+def _input_grad(dy, w, in_hw, pads, strides, dilation):
+    """`dx` as a transposed convolution: one `lax.conv_general_dilated` (JAX's padding rule).
 
-    Both calls keep the forward's dimension numbers (NHWC, HWIO, NHWC) and transpose their
-    operands explicitly instead: inside `lax.scan`, XLA's CPU backend runs a convolution
-    with any other dimension numbers (those of JAX's own transpose rules) as a naive loop,
-    ~10x slower (BENCHMARKS.md). The transposes cost a copy of x and of dy.
+    dy dilated by the strides (lhs_dilation), padded so that every input pixel sees every
+    tap that touched it, correlated with the flipped kernel, in and out swapped.
+
+    Like `_kernel_grad`, it keeps the forward's dimension numbers (NHWC, HWIO, NHWC) and
+    transposes its operands explicitly instead: inside `lax.scan`, XLA's CPU backend runs a
+    convolution with any other dimension numbers (those of JAX's own transpose rules) as a
+    naive loop, ~10x slower (BENCHMARKS.md).
     """
-    in_hw, k_hw, out_hw = x.shape[1:3], w.shape[:2], dy.shape[1:3]
-    k_ext = [windows.dilated(k, d) for k, d in zip(k_hw, dilation, strict=True)]
-    out_ext = [windows.dilated(o, s) for o, s in zip(out_hw, strides, strict=True)]
-    # dx: dy dilated by the strides (lhs_dilation), padded so that every input pixel sees
-    # every tap that touched it, correlated with the flipped kernel, in and out swapped.
+    k_ext = [windows.dilated(k, d) for k, d in zip(w.shape[:2], dilation, strict=True)]
+    out_ext = [windows.dilated(o, s) for o, s in zip(dy.shape[1:3], strides, strict=True)]
     dx_pads = []
     for n, k, o, (lo, _) in zip(in_hw, k_ext, out_ext, pads, strict=True):
         before = k - lo - 1
         dx_pads.append((before, n + k - 1 - o - before))
     w_flipped = lax.rev(w, (0, 1)).transpose(0, 1, 3, 2)  # (kh, kw, out, in)
-    dx = lax.conv_general_dilated(
+    return lax.conv_general_dilated(
         dy, w_flipped, (1, 1), dx_pads, lhs_dilation=strides, rhs_dilation=dilation,
         dimension_numbers=_DN,
     )  # fmt: skip
-    # dw: x correlated with dy over the batch: x as C images (C, H, W, N) of N channels, dy
-    # as an (Ho, Wo, N, out) kernel; the forward's strides become the dilation of dy, its
-    # dilation the stride over x. The result (C, kh, kw, out) is the kernel's HWIO.
+
+
+def _kernel_grad(x, dy, k_hw, pads, strides, dilation):
+    """`dw` as a correlation of x with dy over the batch: one `lax.conv_general_dilated`.
+
+    x as C images `(C, H, W, N)` of N channels, dy as an `(Ho, Wo, N, out)` kernel; the
+    forward's strides become the dilation of dy, its dilation the stride over x. The result
+    `(C, kh, kw, out)` is the kernel's HWIO, transposed.
+    """
+    in_hw, out_hw = x.shape[1:3], dy.shape[1:3]
+    k_ext = [windows.dilated(k, d) for k, d in zip(k_hw, dilation, strict=True)]
+    out_ext = [windows.dilated(o, s) for o, s in zip(out_hw, strides, strict=True)]
     dw_pads = []
     for n, k, o, (lo, _) in zip(in_hw, k_ext, out_ext, pads, strict=True):
         dw_pads.append((lo, o - n + k - lo - 1))
@@ -195,4 +205,4 @@ def _xla_backward(x, w, dy, pads, strides, dilation):
         x_cn, dy.transpose(1, 2, 0, 3), dilation, dw_pads, rhs_dilation=strides,
         dimension_numbers=_DN,
     )  # fmt: skip
-    return dw.transpose(1, 2, 0, 3), dx
+    return dw.transpose(1, 2, 0, 3)
