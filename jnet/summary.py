@@ -45,10 +45,6 @@ def _count(tree: Any) -> tuple[int, int]:
     return count, size
 
 
-def _chains(layer: Layer) -> bool:
-    return layer.init.__qualname__.startswith("serial.")
-
-
 def summary_rows(net: Layer, input_shape: Sequence[int]) -> list[SummaryRow]:
     """The rows `summary` prints: every layer, depth first, children after their parent."""
     rows: list[SummaryRow] = []
@@ -61,10 +57,8 @@ def summary_rows(net: Layer, input_shape: Sequence[int]) -> list[SummaryRow]:
                                _count(state)[0]))  # fmt: skip
         child_shape = shape
         for i, child in enumerate(layer.children):
-            # serial chains its children; other combinators (residual, concat) feed each
-            # child their own input.
             child_out = walk(child, child_shape, (*path, i))
-            child_shape = child_out if _chains(layer) else shape
+            child_shape = child_out if layer.chained else shape
         return out_shape
 
     walk(net, tuple(input_shape), ())

@@ -29,6 +29,24 @@ def test_nested_serials_are_indented_and_addressed():
     assert text.endswith("total: 99 parameters (792 B)")  # counted once; float64
 
 
+def test_a_residuals_children_each_get_the_blocks_input():
+    branch = jnet.serial(jnet.conv2d(8, 3, strides=2), jnet.relu())
+    block = jnet.residual(branch, projection=jnet.conv2d(8, 1, strides=2))
+    rows = summary_rows(jnet.serial(jnet.conv2d(4, 3), block), (1, 8, 8, 2))
+    got = {r.address.split(":")[0]: (r.output_shape, r.params) for r in rows}
+    # The projection reads the block's 4-channel input (4 * 8 + 8), not the branch's output.
+    assert got["1/1"] == ((1, 4, 4, 8), 40) and got["1/0/0"] == ((1, 4, 4, 8), 296)
+    assert got["1"] == ((1, 4, 4, 8), 336)
+
+
+def test_chained_is_what_makes_children_follow_each_other():
+    net = jnet.serial(jnet.dense(8), jnet.dense(3))
+    assert net.chained and not jnet.residual(jnet.dense(3)).chained
+    # The same children walked as siblings: the second one sees the input (4 -> 3).
+    rows = summary_rows(net._replace(chained=False), (2, 4))
+    assert [r.params for r in rows] == [40, 15]
+
+
 def test_bytes_follow_the_dtype():
     rows = summary_rows(jnet.dense(4, w_init=lambda k, s, d=jnp.float32: jnp.ones(s, d)), (1, 3))
     assert rows[0].params == 16 and rows[0].bytes == 12 * 4 + 4 * 8  # float32 w, float64 b

@@ -39,9 +39,12 @@ class Site(NamedTuple):
 
 
 def _chains(layer: Layer, params: Params, state: State) -> bool:
-    """Whether `layer` may be a chain of its children (`serial`): verified after the walk."""
+    """Whether `layer` says it chains its children and its params and state fit that.
+
+    Verified after the walk: a layer that claims to chain but does not is one site.
+    """
     n = len(layer.children)
-    if not n or not isinstance(params, tuple | list) or len(params) != n:
+    if not (n and layer.chained) or not isinstance(params, tuple | list) or len(params) != n:
         return False
     return not layer.stateful or (isinstance(state, tuple) and len(state) == n)
 
@@ -49,8 +52,8 @@ def _chains(layer: Layer, params: Params, state: State) -> bool:
 def sites(net: Layer, params: Params, x: Any, *, key: Any = None, state: State = ()) -> list[Site]:
     """Every leaf layer of `net` (recursing into serial chains) with its actual input.
 
-    A combinator with children is walked as a chain only if running its children one after
-    the other reproduces its own output; any other combinator is one site.
+    A combinator is walked as a chain only if it is `chained` (`serial`) and running its
+    children one after the other reproduces its own output; any other is one site.
     """
     found: list[Site] = []
 

@@ -43,6 +43,10 @@ class Layer(NamedTuple):
       stateful: whether `init` and `forward` carry state (see the module docstring).
       children: the layers a combinator is built from, in the order of its params
         (empty for a plain layer); `summary` and the gradient checker walk them.
+      chained: whether the children run one after another, each on the previous one's
+        output (`serial`), so that `summary` and the gradient checker follow shapes and
+        inputs through them; False where each child gets the combinator's own input
+        (`residual`, `concat`).
     """
 
     init: Callable[..., tuple]
@@ -51,6 +55,7 @@ class Layer(NamedTuple):
     name: str = "layer"
     stateful: bool = False
     children: tuple[Layer, ...] = ()
+    chained: bool = False
 
     def __repr__(self) -> str:
         return f"Layer({self.name})"

@@ -128,8 +128,9 @@ def serial(*layers: Layer, name: str | None = None) -> Layer:
         return tuple(grads), dy
 
     return Layer(
-        init, forward_stateful if stateful else forward, backward, name, stateful, tuple(layers)
-    )
+        init, forward_stateful if stateful else forward, backward, name, stateful,
+        tuple(layers), chained=True,
+    )  # fmt: skip
 
 
 def mlp(

@@ -76,6 +76,17 @@ def test_layers_see_the_activations_that_flow_into_them():
     np.testing.assert_array_equal(found[2].x, jax.numpy.tanh(h))
 
 
+def test_only_chained_combinators_are_walked_into():
+    block = jnet.residual(jnet.serial(jnet.dense(3), jnet.tanh()))
+    net = jnet.serial(jnet.dense(3), block)
+    params, x, _, _ = inputs(net)
+    assert [s.address for s in sites(net, params, x)] == ["0:dense(3)", f"1:{block.name}"]
+    # A combinator that claims to chain but does not (here: a residual) is one site.
+    liar = block._replace(chained=True)
+    found = sites(jnet.serial(jnet.dense(3), liar), params, x)
+    assert [s.address for s in found] == ["0:dense(3)", f"1:{block.name}"]
+
+
 @pytest.mark.slow
 def test_dropout_layers_get_the_masks_of_the_whole_run():
     net = jnet.serial(jnet.dense(6), jnet.dropout(0.5), jnet.dense(2))
