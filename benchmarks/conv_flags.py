@@ -1,6 +1,7 @@
 """The flags `cnn.py` and `resnet.py` share: steps per timed epoch, repeats, batch, probe steps.
 
-No JAX here: `--help` and a bad flag answer before anything heavy loads.
+No JAX until the flags are parsed: `--help` and a bad flag answer before anything heavy
+loads. Then XLA:CPU is asked for its Eigen convolutions (`jnet.xla_flags`), before JAX starts.
 """
 
 from __future__ import annotations
@@ -23,4 +24,7 @@ def parse(doc: str, argv: Sequence[str] | None, *, steps: int, probe_steps: int)
     for flag in ("steps", "repeats", "batch", "probe_steps"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    from jnet import xla_flags  # XLA:CPU's Eigen convolutions, set before JAX starts
+
+    xla_flags.prefer_eigen_convolutions()
     return args

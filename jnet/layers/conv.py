@@ -9,9 +9,10 @@
   in/out swapped), the kernel gradient a correlation of x with dy (batch and feature axes
   exchanged), with the paddings of JAX's own transpose rules (`jax/_src/lax/convolution.py`).
 
-By default the CPU gets "matmul" (the faster on the MNIST CNNs) and other backends "xla",
-chosen at trace time; narrow stacks such as benchmarks/resnet.py run faster on the CPU with
-"xla" (BENCHMARKS.md). docs/conv_backward.md derives both backward passes.
+By default, chosen at trace time, GPUs and TPUs get "xla"; so does a CPU whose 2-D
+convolutions run on XLA's Eigen kernels (`jnet.xla_flags.prefer_eigen_convolutions`, 15-25%
+faster a step), while one that leaves them to YNNPACK (XLA's default) gets "matmul", the
+faster there (BENCHMARKS.md). docs/conv_backward.md derives both backward passes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jnet import initializers
+from jnet import initializers, xla_flags
 from jnet.layers import windows
 from jnet.layers.base import Layer
 from jnet.layers.checks import check_float, int_pair, param_dict, positive_int
@@ -32,10 +33,13 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 
 def lowering_for(lowering: str | None) -> str:
-    """The lowering to trace: `lowering` if given, else "matmul" on CPU and "xla" elsewhere."""
+    """The lowering to trace: `lowering` if given, else "xla", except on a CPU whose
+    convolutions go to YNNPACK (jnet.xla_flags): there "matmul" is the faster."""
     if lowering is not None:
         return lowering
-    return "matmul" if jax.default_backend() == "cpu" else "xla"
+    if jax.default_backend() == "cpu" and not xla_flags.ynn_convolutions_off():
+        return "matmul"
+    return "xla"
 
 
 def _name(features, kernel_size, strides, padding, dilation, lowering) -> str:
@@ -74,9 +78,9 @@ def conv2d(
       w_init: kernel initializer, `(kh, kw, in, features)`; default He normal (fans count
         the receptive field).
       b_init: bias initializer, `(features,)`; default zeros.
-      lowering: None (by backend at trace time: "matmul" on CPU, "xla" elsewhere),
-        "matmul" (im2col: shifted slices and one matmul) or "xla" (`lax.conv_general_dilated`).
-        On a CPU, time both on your network: "xla" wins for narrow (16-channel) layers.
+      lowering: None (chosen at trace time: "xla", except "matmul" on a CPU that leaves
+        convolutions to YNNPACK; see `jnet.xla_flags`), "matmul" (im2col: shifted slices
+        and one matmul) or "xla" (`lax.conv_general_dilated`).
 
     Shapes: x `(N, H, W, in)` -> y `(N, Ho, Wo, features)` (more leading axes are batch axes);
     params `{"w": (kh, kw, in, features), "b": (features,)}`.
