@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     args = conv_flags.parse(__doc__, argv, steps=20, probe_steps=3)
     cpu = platform.processor() or "?"
     print(f"jax {jax.__version__} on {jax.default_backend()} ({cpu}, {os.cpu_count()} cores); "
-          f"conv2d default lowering: {conv.lowering_for(None)}")  # fmt: skip
+          f"conv2d default lowering: {conv.lowering_for(None)}; "
+          f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '')!r}")  # fmt: skip
 
     xs, ys = batches(args)
     _, params = network().init(jax.random.key(0), (args.batch, 28, 28, 1))

@@ -151,7 +151,8 @@ def main(argv=None) -> dict:
     from jnet.layers import conv, init_with_state
 
     backend = f"{jax.default_backend()} ({platform.processor() or '?'}, {os.cpu_count()} cores)"
-    print(f"jax {jax.__version__} on {backend}; conv2d default lowering: {conv.lowering_for(None)}")
+    print(f"jax {jax.__version__} on {backend}; conv2d default lowering: "
+          f"{conv.lowering_for(None)}; XLA_FLAGS: {os.environ.get('XLA_FLAGS', '')!r}")  # fmt: skip
     xs, ys = batches(args)
     _, params, state = init_with_state(network(), jax.random.key(0), (args.batch, 28, 28, 1))
     # float32 throughout, as the batches are (also where float64 is on, as in the tests).
