@@ -164,6 +164,13 @@ def _patches(x, pads, window, strides, dilation, out_hw):
     return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
 
 
+def _extents(k_hw, out_hw, strides, dilation):
+    """The dilated kernel's extent and the stride-dilated output's, per spatial axis."""
+    k_ext = [windows.dilated(k, d) for k, d in zip(k_hw, dilation, strict=True)]
+    out_ext = [windows.dilated(o, s) for o, s in zip(out_hw, strides, strict=True)]
+    return k_ext, out_ext
+
+
 def _input_grad(dy, w, in_hw, pads, strides, dilation):
     """`dx` as a transposed convolution: one `lax.conv_general_dilated` (JAX's padding rule).
 
@@ -175,8 +182,7 @@ def _input_grad(dy, w, in_hw, pads, strides, dilation):
     convolution with any other dimension numbers (those of JAX's own transpose rules) as a
     naive loop, ~10x slower (BENCHMARKS.md).
     """
-    k_ext = [windows.dilated(k, d) for k, d in zip(w.shape[:2], dilation, strict=True)]
-    out_ext = [windows.dilated(o, s) for o, s in zip(dy.shape[1:3], strides, strict=True)]
+    k_ext, out_ext = _extents(w.shape[:2], dy.shape[1:3], strides, dilation)
     dx_pads = []
     for n, k, o, (lo, _) in zip(in_hw, k_ext, out_ext, pads, strict=True):
         before = k - lo - 1
@@ -195,11 +201,9 @@ def _kernel_grad(x, dy, k_hw, pads, strides, dilation):
     forward's strides become the dilation of dy, its dilation the stride over x. The result
     `(C, kh, kw, out)` is the kernel's HWIO, transposed.
     """
-    in_hw, out_hw = x.shape[1:3], dy.shape[1:3]
-    k_ext = [windows.dilated(k, d) for k, d in zip(k_hw, dilation, strict=True)]
-    out_ext = [windows.dilated(o, s) for o, s in zip(out_hw, strides, strict=True)]
+    k_ext, out_ext = _extents(k_hw, dy.shape[1:3], strides, dilation)
     dw_pads = []
-    for n, k, o, (lo, _) in zip(in_hw, k_ext, out_ext, pads, strict=True):
+    for n, k, o, (lo, _) in zip(x.shape[1:3], k_ext, out_ext, pads, strict=True):
         dw_pads.append((lo, o - n + k - lo - 1))
     # The barrier keeps x the stored activation: without it XLA fuses the layers that
     # produced x (batch norm, relu, residual sums) into the transpose and recomputes them
