@@ -25,8 +25,6 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
-import statistics
-import time
 from functools import partial
 
 import conv_flags
@@ -34,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from timing import fastest
+from timing import Impl, fastest, print_rows, summarize, time_interleaved
 
 import jnet
 from jnet.layers import conv
@@ -123,10 +121,9 @@ def epoch_fn(value_and_grad, xs, ys):
     return epoch
 
 
-def timed(fn, *args) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    return time.perf_counter() - start
+def finished(fn, *args):
+    """`fn(*args)` once its result is ready (what the timings time)."""
+    return jax.block_until_ready(fn(*args))
 
 
 # --- PyTorch peer -------------------------------------------------------------------------
@@ -180,42 +177,24 @@ def main(argv: list[str] | None = None) -> None:
         "reference": reference_loss,
     }
     best = {
-        label: fastest({kind: partial(timed, epoch_fn(make(kind), px, py), params)
+        label: fastest({kind: partial(finished, epoch_fn(make(kind), px, py), params)
                         for kind in conv.LOWERINGS}, label, args.probe_steps)
         for label, make in makers.items()
     }  # fmt: skip
 
-    rows = {
-        f"jnet (hand-written, {best['jnet']})": epoch_fn(makers["jnet"](best["jnet"]), xs, ys),
-        f"jax.grad reference ({best['reference']})": epoch_fn(
-            reference_loss(best["reference"]), xs, ys
-        ),
-    }
+    names = {"jnet": f"jnet (hand-written, {best['jnet']})",
+             "reference": f"jax.grad reference ({best['reference']})"}  # fmt: skip
+    rows = {names[label]: epoch_fn(make(best[label]), xs, ys) for label, make in makers.items()}
     (_, l_jnet), (_, l_ref) = (jax.block_until_ready(f(params)) for f in rows.values())
     print(f"same losses (first, last): jnet {float(l_jnet[0]):.6f} {float(l_jnet[-1]):.6f}, "
           f"reference {float(l_ref[0]):.6f} {float(l_ref[-1]):.6f}")  # fmt: skip
-    calls = {name: (lambda f=f: timed(f, params)) for name, f in rows.items()}
+    impls = [Impl(name, partial(finished, f, params)) for name, f in rows.items()]
     run_torch, torch_info = (None, None) if args.no_torch else torch_epoch(params, xs, ys)
     if run_torch is not None:
-        run_torch()  # warm-up
-        calls[f"PyTorch eager ({torch_info})"] = lambda: timed(run_torch)
+        impls.append(Impl(f"PyTorch eager ({torch_info})", run_torch))
+    stats = summarize(time_interleaved(impls, args.repeats)[1])  # each warmed up once first
 
-    times = {name: [] for name in calls}
-    names = list(calls)
-    for r in range(args.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the order
-            times[name].append(calls[name]())
-
-    ref = statistics.median(times[names[1]])
-    print(f"\n{'row':<52} {'median s':>9} {'ms/step':>8} {'vs ref':>7}   "
-          f"({args.repeats} interleaved repeats of {args.steps} steps)")  # fmt: skip
-    print("-" * 82)
-    for name in names:
-        med = statistics.median(times[name])
-        print(f"{name:<52} {med:>9.3f} {1000 * med / args.steps:>8.1f} {med / ref:>7.2f}")
-    spread = {n: (min(t), max(t)) for n, t in times.items()}
-    print("min-max s: " + "; ".join(f"{n.split(' (')[0]} {a:.2f}-{b:.2f}"
-                                    for n, (a, b) in spread.items()))  # fmt: skip
+    print_rows(stats, impls[1].name, args.steps)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     import jax
     from cnn import batches
-    from timing import Impl, compile_timed, fastest, summarize, time_interleaved
+    from timing import Impl, compile_timed, fastest, print_rows, summarize, time_interleaved
 
     from jnet.layers import conv, init_with_state
 
@@ -185,15 +185,7 @@ def main(argv=None) -> dict:
         impls.append(Impl(f"PyTorch eager ({torch_info})", run_torch))
     stats = summarize(time_interleaved(impls, args.repeats)[1])
 
-    ref = stats[impls[1].name]["median_s"]
-    print(f"\n{'row':<52} {'median s':>9} {'ms/step':>8} {'vs ref':>7}   "
-          f"({args.repeats} interleaved repeats of {args.steps} steps)")  # fmt: skip
-    print("-" * 82)
-    for im in impls:
-        med = stats[im.name]["median_s"]
-        print(f"{im.name:<52} {med:>9.3f} {1000 * med / args.steps:>8.1f} {med / ref:>7.2f}")
-    print("min-max s: " + "; ".join(f"{n.split(' (')[0]} {s['min_s']:.2f}-{s['max_s']:.2f}"
-                                    for n, s in stats.items()))  # fmt: skip
+    print_rows(stats, impls[1].name, args.steps)
     return {"lowerings": best, "rows": stats, "losses": losses}
 
 

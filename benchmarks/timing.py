@@ -87,9 +87,7 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
     return summarize(time_interleaved([Impl("fn", fn)], repeats)[1])["fn"]["median_s"]
 
 
-def fastest(
-    runs: dict[str, Callable[[], Any]], label: str, steps: int, repeats: int = 3
-) -> str:
+def fastest(runs: dict[str, Callable[[], Any]], label: str, steps: int, repeats: int = 3) -> str:
     """The key of the fastest of `runs` by median of `repeats` interleaved rounds; prints each.
 
     The probe that picks a lowering before the timed rows: `steps` converts to ms per step.
@@ -98,6 +96,19 @@ def fastest(
     for kind, t in times.items():
         print(f"probe: {label} [{kind}] {1000 * t['median_s'] / steps:.0f} ms/step")
     return min(times, key=lambda kind: times[kind]["median_s"])
+
+
+def print_rows(stats: dict[str, dict[str, Any]], reference: str, steps: int) -> None:
+    """The table of `summarize`'s stats: median s, ms per step, ratio to `reference`'s row."""
+    ref, repeats = stats[reference]["median_s"], len(next(iter(stats.values()))["times_s"])
+    print(f"\n{'row':<52} {'median s':>9} {'ms/step':>8} {'vs ref':>7}   "
+          f"({repeats} interleaved repeats of {steps} steps)")  # fmt: skip
+    print("-" * 82)
+    for name, st in stats.items():
+        med = st["median_s"]
+        print(f"{name:<52} {med:>9.3f} {1000 * med / steps:>8.1f} {med / ref:>7.2f}")
+    print("min-max s: " + "; ".join(f"{n.split(' (')[0]} {st['min_s']:.2f}-{st['max_s']:.2f}"
+                                    for n, st in stats.items()))  # fmt: skip
 
 
 def kernel_count(compiled: Any) -> int | None:
