@@ -142,7 +142,9 @@ def parse(
     if args.quick:
         p.set_defaults(**quick)
         args = p.parse_args(argv)
-    _prefer_eigen_convolutions()
+    from jnet import xla_flags  # XLA:CPU's Eigen convolutions (faster CNNs), before JAX starts
+
+    xla_flags.prefer_eigen_convolutions()
     if getattr(args, "data_dir", False) is None and os.environ.get(DATA_DIR_ENV):
         try:  # a $JNET_DATA_DIR that does not exist: say so now, like a bad --data-dir
             existing_folder(os.environ[DATA_DIR_ENV])
@@ -175,13 +177,6 @@ def _is_quick(path: pathlib.Path) -> bool:
         return bool(json.loads(path.read_text()).get("config", {}).get("quick"))
     except (OSError, ValueError, AttributeError):
         return False  # unreadable: treat it as a full run's, never overwrite it quietly
-
-
-def _prefer_eigen_convolutions() -> None:
-    """XLA:CPU's Eigen convolutions, before JAX starts (jnet.xla_flags; faster CNNs)."""
-    from jnet import xla_flags
-
-    xla_flags.prefer_eigen_convolutions()
 
 
 def _process_index() -> int:
