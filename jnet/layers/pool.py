@@ -9,6 +9,8 @@ Max pooling sends each window's gradient to exactly one maximum: the first in ro
 window order, the element `jax.grad` of `lax.reduce_window` max picks (XLA's
 select-and-scatter with `>=`). After a relu, windows full of zeros are the common case, so
 the rule matters: all taps of an all-zero window are maxima, only the top-left one gets dy.
+A NaN anywhere in a window makes its maximum NaN (as `lax.reduce_window` max), wherever it
+lies, and the window's gradient goes to its first NaN.
 """
 
 from __future__ import annotations
@@ -87,7 +89,9 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any) -> Layer:
                 # A select, not jnp.maximum: autodiff of this forward then also gives a tied
                 # window's gradient to its first maximum (maximum would split it), so
                 # checking backward against jax.vjp of forward compares like with like.
-                y = jnp.where(p > y, p, y)
+                # y stays when it is >= p or NaN: a NaN p wins (y >= NaN is False) and then
+                # stays, as in lax.reduce_window max (a bare p > y would drop it).
+                y = jnp.where((y >= p) | jnp.isnan(y), y, p)
             return unfold(y, x), (x, y)
 
         def backward(params, cache, dy):
@@ -97,7 +101,7 @@ def _pool(kind: str, window: Any, strides: Any, padding: Any) -> Layer:
             taken = jnp.zeros(y.shape, bool)
             grads = []
             for p in parts:  # the first maximum in window order takes dy, the rest 0
-                pick = (p == y) & ~taken
+                pick = ((p == y) | (jnp.isnan(p) & jnp.isnan(y))) & ~taken  # or first NaN
                 taken = taken | pick
                 grads.append(jnp.where(pick, dy, 0))
             return (), untaps(grads, x.shape, tiled).reshape(x_in.shape)
@@ -134,7 +138,8 @@ def max_pool(
 
     Shapes: `(N, H, W, C)` -> `(N, Ho, Wo, C)` (more leading axes are batch axes); no
     params. Backward: each window's gradient goes to its first maximum in row-major order
-    (as `jax.grad` of `lax.reduce_window` max), also when the window holds ties.
+    (as `jax.grad` of `lax.reduce_window` max), also when the window holds ties. A window
+    holding a NaN gives NaN (as `lax.reduce_window` max); its gradient goes to its first NaN.
     """
     return _pool("max_pool", window, strides, padding)
 

@@ -103,3 +103,51 @@ def test_bad_inputs_raise_value_errors_naming_the_layer():
     net = jnet.serial(jnet.conv2d(2, 3), jnet.max_pool(4))
     with pytest.raises(jnet.LayerError, match=r"^1:max_pool\(4\): the window covers"):
         net.init(jax.random.key(0), (1, 3, 3, 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[2]], ids=["tiled", "same-strided"])
+def test_max_pool_propagates_a_nan_wherever_it_lies_in_its_window(config):
+    """A NaN makes its window's max NaN, as lax.reduce_window max (it was dropped unless it
+    came first: [1, nan, 2, 0] gave 2); the gradient goes to the window's first NaN, as
+    jax.vjp of the forward sends it."""
+    shape, window, strides, padding = config
+    layer = jnet.max_pool(window, strides=strides, padding=padding)
+    out_shape, _ = layer.init(jax.random.key(0), shape)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=shape)
+    dy = jnp.asarray(rng.normal(size=out_shape))
+
+    @jax.jit
+    def both(x):
+        y, cache = layer.forward((), x)
+        dx_auto = jax.vjp(lambda x: layer.forward((), x)[0], x)[1](dy)[0]
+        return y, _reference("max_pool", x, window, strides, padding), layer.backward(
+            (), cache, dy
+        )[1], dx_auto  # fmt: skip
+
+    pixels = [np.unravel_index(i, shape[1:3]) for i in range(shape[1] * shape[2])]
+    for k, (i, j) in enumerate(pixels):  # a NaN at every pixel of image 0, channel 0
+        x = base.copy()
+        x[0, i, j, 0] = np.nan
+        if k % 3 == 0:  # and a second NaN in some windows: the first one takes dy
+            i2, j2 = pixels[(k + 1) % len(pixels)]
+            x[0, i2, j2, 0] = np.nan
+        y, y_ref, dx, dx_auto = both(jnp.asarray(x))
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref))
+        np.testing.assert_allclose(y, y_ref, rtol=0, atol=0)  # NaNs compare equal here
+        np.testing.assert_allclose(dx, dx_auto, rtol=1e-12, atol=1e-15)
+
+
+def test_max_pool_nan_example_from_the_issue():
+    layer = jnet.max_pool(2)
+
+    @jax.jit
+    def run(x):
+        y, cache = layer.forward((), x)
+        return y, layer.backward((), cache, jnp.ones_like(y))[1]
+
+    y, dx = run(jnp.array([1.0, jnp.nan, 2.0, 0.0]).reshape(1, 2, 2, 1))
+    assert np.isnan(float(y[0, 0, 0, 0]))  # was 2.0
+    dx = dx.ravel()
+    np.testing.assert_array_equal(dx, [0.0, 1.0, 0.0, 0.0])  # the NaN takes dy
