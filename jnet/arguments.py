@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from jnet.layers import Layer
+from jnet.layers.checks import is_real_scalar as _is_real_scalar
 from jnet.losses import Loss
 
 
@@ -107,15 +108,6 @@ def float_params(where: str, params: Any) -> None:
                 f"{where}: parameters must be floating point; params{jax.tree_util.keystr(path)} "
                 f"has dtype {dtype}"
             )
-
-
-def _is_real_scalar(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, numbers.Real):
-        return True
-    dtype = getattr(value, "dtype", None)  # a 0-d numpy or JAX array
-    return dtype is not None and np.shape(value) == () and np.issubdtype(dtype, np.number)
 
 
 def _describe(value: Any) -> str:

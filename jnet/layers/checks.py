@@ -3,10 +3,14 @@ a ValueError that names the layer instead of reaching XLA."""
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def check_float(name: str, x: jax.Array, what: str = "input") -> None:
@@ -54,6 +58,32 @@ def int_pair(name: str, what: str, value: Any) -> tuple[int, int]:
     ):
         raise ValueError(f"{name}: {what} must be an int >= 1 or a pair of them; got {value!r}")
     return tuple(pair)
+
+
+def is_real_scalar(value: Any) -> bool:
+    """Whether `value` is one real number: a Python or numpy scalar, or a 0-d array (no bool)."""
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, numbers.Real):  # int, float and numpy's scalars (np.float32(0.9))
+        return True
+    dtype = getattr(value, "dtype", None)  # a 0-d numpy or JAX array
+    return dtype is not None and np.shape(value) == () and np.issubdtype(dtype, np.number)
+
+
+def real_number(
+    name: str, what: str, value: Any, ok: Callable[[float], bool], rule: str
+) -> float:
+    """`value` as a float if it is a real number (numpy scalars too) for which `ok` holds;
+    else a ValueError naming the layer, the argument and `rule` (e.g. "finite and > 0")."""
+    if not is_real_scalar(value) or not ok(float(value)):
+        rule = f" {rule}" if rule else ""
+        raise ValueError(f"{name}: {what} must be a number{rule}; got {value!r}")
+    return float(value)
+
+
+def finite_positive(v: float) -> bool:
+    """`real_number`'s test for "finite and > 0" (an eps, a scale)."""
+    return math.isfinite(v) and v > 0.0
 
 
 def param_dict(name: str, params: Any, keys: set[str]) -> dict:

@@ -20,7 +20,13 @@ import jax
 import jax.numpy as jnp
 
 from jnet.layers.base import Layer
-from jnet.layers.checks import check_float, param_dict
+from jnet.layers.checks import (
+    check_float,
+    finite_positive,
+    is_real_scalar,
+    param_dict,
+    real_number,
+)
 
 
 class _Batch(NamedTuple):  # training: statistics of this batch (they depend on x)
@@ -40,7 +46,12 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5) -> Layer:
       momentum: running statistics after a training step are
         `momentum * old + (1 - momentum) * batch` (the batch variance is the biased one,
         as flax's).
-      eps: added to the variance.
+      eps: added to the variance; finite and > 0.
+
+    Both accept Python or numpy numbers. Training mode needs more than one value per
+    channel (N * H * W >= 2 for an `(N, H, W, C)` input): with one, the batch variance is 0,
+    every output would equal the bias and no gradient would flow, so it raises a ValueError
+    at trace time (as PyTorch's "Expected more than 1 value per channel when training").
 
     Shapes: x `(..., C)` with at least a batch axis -> y of the same shape;
     params `{"scale": (C,), "bias": (C,)}` (ones, zeros); state `{"mean": (C,), "var": (C,)}`
@@ -48,15 +59,12 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5) -> Layer:
     training `dx = scale * inv_std / N * (N * dy - Σdy - x̂ Σ(dy x̂))`; inference
     `dx = scale * inv_std * dy`; both `dscale = Σ(dy x̂)`, `dbias = Σdy`.
     """
-    opts = [f"momentum={momentum!r}"] * (momentum != 0.9) + [f"eps={eps!r}"] * (eps != 1e-5)
+    given = (("momentum", momentum, 0.9), ("eps", eps, 1e-5))
+    shown = [(k, v) for k, v, d in given if not (is_real_scalar(v) and float(v) == d)]
+    opts = [f"{k}={v!r}" for k, v in shown]
     name = f"batch_norm({', '.join(opts)})"
-    for what, value, ok in (
-        ("momentum", momentum, lambda v: 0.0 <= v <= 1.0),
-        ("eps", eps, lambda v: v > 0.0),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-            rule = "in [0, 1]" if what == "momentum" else "> 0"
-            raise ValueError(f"{name}: {what} must be a number {rule}; got {value!r}")
+    momentum = real_number(name, "momentum", momentum, lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
+    eps = real_number(name, "eps", eps, finite_positive, "> 0 and finite")
 
     def init(key, input_shape):
         if len(input_shape) < 2:
@@ -76,10 +84,25 @@ def batch_norm(*, momentum: float = 0.9, eps: float = 1e-5) -> Layer:
         if x.ndim < 2:
             raise ValueError(f"{name}: input has shape {x.shape}; expected at least 2 axes")
         c = params["scale"].shape[-1]
-        if x.shape[-1] != c or any(a.shape != (c,) for a in (*params.values(), *state.values())):
+        for what, tree in (("params", params), ("state", state)):
+            if any(a.shape != (c,) for a in tree.values()):
+                held = ", ".join(f"{k} {tuple(a.shape)}" for k, a in tree.items())
+                verb = "hold" if what == "params" else "holds"
+                raise ValueError(
+                    f"{name}: {what} {verb} {held}; expected ({c},) each, one value per channel "
+                    f"of the scale {tuple(params['scale'].shape)} (another layer's {what}?)"
+                )
+        if x.shape[-1] != c:
             raise ValueError(
                 f"{name}: input has shape {x.shape} but this layer was initialised for "
                 f"{c} channels (params and state of shape ({c},)); expected (..., {c})"
+            )
+        if key is not None and math.prod(x.shape[:-1]) < 2:
+            raise ValueError(
+                f"{name}: expected more than 1 value per channel when training; the input "
+                f"has shape {x.shape}, so each channel's batch variance is 0 and every "
+                "output would be the bias: train on batches of 2 or more (fit's batch_size), "
+                "or run in inference mode (key=None)"
             )
         scale, bias = params["scale"], params["bias"]
         if key is None:  # inference: running statistics, state unchanged

@@ -96,6 +96,69 @@ def test_bad_inputs_raise_value_errors_naming_the_layer():
         bn.forward(state, jnp.ones((4, 3)), state=state)
 
 
+def test_training_on_one_value_per_channel_is_an_error():
+    """It used to return zeros (the bias) and a zero gradient, silently. Shapes are static,
+    so the check runs at trace time (eval_shape: nothing compiles)."""
+    bn = jnet.batch_norm()
+    _, params, state = bn.init(jax.random.key(0), (1, 3))
+    key = jax.random.key(1)
+
+    def train(shape):
+        x = jax.ShapeDtypeStruct(shape, jnp.float32)
+        return jax.eval_shape(lambda x: bn.forward(params, x, key=key, state=state)[0], x)
+
+    for shape in ((1, 3), (1, 1, 1, 3)):
+        with pytest.raises(
+            ValueError,
+            match=r"^batch_norm\(\): expected more than 1 value per "
+            r"channel when training; the input has shape \(1, (1, 1, )?3\)",
+        ):
+            train(shape)
+    assert train((1, 2, 1, 3)).shape == (1, 2, 1, 3)  # two values per channel: fine
+    x = jax.ShapeDtypeStruct((1, 3), jnp.float32)  # inference: fine
+    assert jax.eval_shape(lambda x: bn.forward(params, x, state=state)[0], x).shape == (1, 3)
+
+
+@pytest.mark.slow
+def test_fit_with_batch_size_one_names_the_batch_norm():
+    net = jnet.serial(jnet.dense(3), jnet.batch_norm(), jnet.relu(), jnet.dense(2))
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    y = np.arange(8) % 2
+    with pytest.raises(jnet.LayerError, match=r"1:batch_norm\(\): expected more than 1 value"):
+        jnet.fit(net, jnet.softmax_cross_entropy, 0.1, x, y, epochs=1, key=jax.random.key(0),
+                 batch_size=1, progress=False)  # fmt: skip
+
+
+def test_eps_must_be_finite_and_positive_and_numpy_numbers_are_numbers():
+    for eps in (float("inf"), float("nan"), 0.0, -1e-5, "1e-5", True):
+        with pytest.raises(ValueError, match=r"eps must be a number > 0 and finite; got"):
+            jnet.batch_norm(eps=eps)
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0, 1\]; got nan"):
+        jnet.batch_norm(momentum=float("nan"))
+    # numpy scalars (e.g. from a config array) are numbers: this was an unrelated TypeError.
+    bn = jnet.batch_norm(momentum=np.float32(0.9), eps=np.float64(1e-3))
+    assert bn.name == "batch_norm(momentum=np.float32(0.9), eps=np.float64(0.001))"
+    assert jnet.batch_norm(momentum=np.float64(0.9), eps=jnp.asarray(1e-5)).name == "batch_norm()"
+    assert jnet.batch_norm(momentum=1).name == "batch_norm(momentum=1)"  # as before
+    _, params, state = bn.init(jax.random.key(0), (4, 2))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 2)))
+    new = jax.jit(lambda x: bn.forward(params, x, key=jax.random.key(1), state=state)[2])(x)
+    momentum = float(np.float32(0.9))
+    np.testing.assert_allclose(new["mean"], (1 - momentum) * x.mean(0), rtol=1e-12)
+
+
+def test_a_state_of_the_wrong_shape_is_named_not_the_input():
+    bn = jnet.batch_norm()
+    _, params, state = bn.init(jax.random.key(0), (4, 3))
+    other = {"mean": jnp.zeros(5), "var": jnp.ones(5)}
+    with pytest.raises(ValueError, match=r"^batch_norm\(\): state holds mean \(5,\), var \(5,\); "
+                       r"expected \(3,\) each") as e:  # fmt: skip
+        bn.forward(params, jnp.ones((4, 3)), state=other)
+    assert "input" not in str(e.value)
+    with pytest.raises(ValueError, match=r"^batch_norm\(\): params hold scale \(3,\), bias \(2,\)"):
+        bn.forward({**params, "bias": jnp.zeros(2)}, jnp.ones((4, 3)), state=state)
+
+
 SHARDED = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
