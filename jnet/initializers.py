@@ -9,6 +9,7 @@ whose fans count the receptive field: fan_in = kh * kw * in, fan_out = kh * kw *
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import jax
@@ -18,6 +19,10 @@ Initializer = Callable[..., jax.Array]
 
 
 def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) for n in shape):
+        raise TypeError(
+            f"fan-based initializers need a weight shape of ints (fan_in, fan_out); got {shape}"
+        )
     if len(shape) < 2:
         raise ValueError(
             f"fan-based initializers need a weight shape (fan_in, fan_out); got {shape}"

@@ -68,6 +68,27 @@ def check_layers(where: str, layers: Sequence[Any]) -> None:
             )
 
 
+def _is_pair(shape: Any) -> bool:
+    """Whether `shape` is an `(x, mask)` pair of shapes (a masked recurrent layer's output)."""
+    return len(shape) == 2 and all(isinstance(s, tuple | list) for s in shape)
+
+
+def _init_child(layer: Layer, key: jax.Array, shape: Any) -> tuple:
+    """A child's `init_with_state`; a TypeError from a layer given an `(x, mask)` pair it
+    cannot take becomes a ValueError saying so (`at` then adds the child's address)."""
+    try:
+        return init_with_state(layer, key, shape)
+    except TypeError as e:
+        if not _is_pair(shape):
+            raise
+        raise ValueError(
+            f"its input is an (x, mask) pair of shapes {tuple(shape[0])} and "
+            f"{tuple(shape[1])}, as a masked recurrent layer with return_sequences=True "
+            "passes on, and it takes one array; give the last recurrent layer before it "
+            f"return_sequences=False ({type(e).__name__}: {e})"
+        ) from e
+
+
 def _split(key, n):
     return [None] * n if key is None else list(jax.random.split(key, n))
 
@@ -90,7 +111,7 @@ def serial(*layers: Layer, name: str | None = None) -> Layer:
         shape = tuple(input_shape)
         keys = jax.random.split(key, max(len(layers), 1))[: len(layers)]
         for i, (layer, k) in enumerate(zip(layers, keys, strict=True)):
-            shape, p, s = at(i, layer, init_with_state, layer, k, shape)
+            shape, p, s = at(i, layer, _init_child, layer, k, shape)
             params.append(p)
             states.append(s)
         if stateful:

@@ -23,11 +23,19 @@ gaps, not only padding at the end. `masking(pad_value)` makes the pair from padd
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 from jnet.layers.base import Layer
-from jnet.layers.checks import check_features, check_float, param_dict, positive_int
+from jnet.layers.checks import (
+    check_features,
+    check_float,
+    param_dict,
+    positive_int,
+    real_number,
+)
 from jnet.layers.recurrent_cells import ACTIVATIONS, Cell, gru_cell, lstm_cell, rnn_cell
 
 
@@ -88,13 +96,15 @@ def masking(pad_value: float = 0.0) -> Layer:
 
     A step is padding when ALL its D features equal `pad_value` (as Keras' `Masking`),
     so a real step that happens to be all `pad_value` is masked too: pick a value the
-    data never takes. Put it first in a `serial` to train on padded arrays with `fit`,
-    whose data must be one array: `serial(masking(), lstm(64), lstm(64,
-    return_sequences=False), dense(10))`.
+    data never takes. `pad_value=float("nan")` masks NaN padding (steps whose features are
+    all NaN, as pandas pads), found with `jnp.isnan` since NaN != NaN. Put it first in a
+    `serial` to train on padded arrays with `fit`, whose data must be one array:
+    `serial(masking(), lstm(64), lstm(64, return_sequences=False), dense(10))`.
+    `pad_value` may be a Python or numpy number.
     """
-    if isinstance(pad_value, bool) or not isinstance(pad_value, int | float):
-        raise ValueError(f"masking: pad_value must be a number; got {pad_value!r}")
-    name = "masking()" if pad_value == 0.0 else f"masking({pad_value})"
+    value = real_number("masking", "pad_value", pad_value, lambda v: True, "")
+    nan = math.isnan(value)
+    name = "masking()" if value == 0.0 else f"masking({pad_value})"
 
     def init(key, input_shape):
         shape = tuple(input_shape)
@@ -106,7 +116,8 @@ def masking(pad_value: float = 0.0) -> Layer:
         check_float(name, x)
         if x.ndim < 3:
             raise ValueError(f"{name}: input has shape {x.shape}; expected 3 axes (N, T, D)")
-        return (x, jnp.any(x != pad_value, axis=-1)), None
+        real = ~jnp.isnan(x) if nan else x != value  # NaN padding: NaN != NaN
+        return (x, jnp.any(real, axis=-1)), None
 
     def backward(params, cache, dy):
         return (), dy[0]  # the mask gets no gradient

@@ -332,3 +332,39 @@ def test_fit_trains_on_padded_sequences():
     )  # fmt: skip
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert jnet.evaluate(net, jnet.softmax_cross_entropy, params, x, y)["accuracy"] > 0.8
+
+
+def test_masking_nan_padding_masks_the_all_nan_steps():
+    """NaN != NaN: masking(pad_value=nan) used to be accepted and never mask anything."""
+    x = np.arange(2 * 4 * 3, dtype=np.float64).reshape(2, 4, 3)
+    x[0, 2:] = np.nan  # padding: every feature NaN
+    x[1, 1, 0] = np.nan  # one NaN feature: a real step
+    layer = jnet.masking(float("nan"))
+    assert layer.name == "masking(nan)"
+    mask = jax.jit(lambda x: layer.forward((), x)[0][1])(jnp.asarray(x))
+    np.testing.assert_array_equal(mask, [[True, True, False, False], [True] * 4])
+    assert jnet.masking(np.float32(np.nan)).name == "masking(nan)"
+    minus_one = jnet.masking(np.float32(-1))  # a numpy pad value is a number (was refused)
+    x[:] = -1
+    assert not jax.jit(lambda x: minus_one.forward((), x)[0][1])(jnp.asarray(x)).any()
+    assert jnet.masking(1).name == "masking(1)"  # as before
+    with pytest.raises(ValueError, match=r"^masking: pad_value must be a number; got 'x'"):
+        jnet.masking("x")
+
+
+def test_a_masked_pair_into_a_layer_that_takes_one_array_is_named():
+    """Was `TypeError: can only concatenate tuple` from initializers.py, no layer named."""
+    net = jnet.serial(jnet.masking(), jnet.lstm(4), jnet.dense(2))
+    with pytest.raises(
+        jnet.LayerError,
+        match=r"^2:dense\(2\): its input is an \(x, mask\) pair of shapes \(2, 5, 4\) and "
+        r"\(2, 5\), .* return_sequences=False",
+    ) as e:
+        jax.eval_shape(lambda k: net.init(k, (2, 5, 3))[1], jax.random.key(0))  # no compiles
+    assert e.value.path == (2,) and e.value.layer_name == "dense(2)"
+    with pytest.raises(TypeError, match=r"weight shape of ints \(fan_in, fan_out\); got"):
+        jnet.initializers.glorot_normal()(jax.random.key(0), ((2, 5), 2))
+    fixed = jnet.serial(jnet.masking(), jnet.lstm(4, return_sequences=False), jnet.dense(2))
+    shapes = []
+    jax.eval_shape(lambda k: shapes.append(fixed.init(k, (2, 5, 3))[0]), jax.random.key(0))
+    assert shapes == [(2, 2)]
