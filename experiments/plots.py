@@ -19,6 +19,13 @@ from matplotlib.figure import Figure
 
 History = Mapping[str, Sequence[float]]
 PathLike = str | os.PathLike
+FEW_POINTS = 20  # lines with this many points or fewer get markers: one point is a dot
+
+
+def _markers(n: int) -> dict:
+    """Line kwargs that draw each point when a line has few (a 1-epoch run's curve, one
+    point, would otherwise be invisible: a line needs two points)."""
+    return {"marker": "o", "ms": 4} if n <= FEW_POINTS else {}
 
 
 def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
@@ -48,6 +55,8 @@ def curves(
 ) -> pathlib.Path:
     """Loss (left) and accuracy (right) against epochs, for one run or several.
 
+    Curves of `FEW_POINTS` points or fewer mark each point, so a one-epoch run shows a dot.
+
     Args:
       runs: a `jnet.fit` history (`epoch`, `loss`, `accuracy`, optional `val_loss`,
         `val_accuracy`), or `{label: history}` for several runs on the same axes.
@@ -73,10 +82,12 @@ def curves(
             prefix = f"{label} " if label else ""
             color = colors[i % len(colors)]
             scale = 100.0 if key == "accuracy" else 1.0
-            ax.plot(epochs, np.asarray(h[key]) * scale, color=color, label=f"{prefix}train")
+            dots = _markers(len(epochs))
+            train = np.asarray(h[key]) * scale
+            ax.plot(epochs, train, color=color, label=f"{prefix}train", **dots)
             if f"val_{key}" in h:
                 val = np.asarray(h[f"val_{key}"]) * scale
-                ax.plot(epochs, val, color=color, ls="--", label=f"{prefix}{val_label}")
+                ax.plot(epochs, val, color=color, ls="--", label=f"{prefix}{val_label}", **dots)
         ax.set(xlabel=x_label, ylabel=ylabel + (" (%)" if key == "accuracy" else ""))
         ax.grid(alpha=0.3)
         if key == "loss" and log_loss:
@@ -212,12 +223,14 @@ def series(
 
     Args:
       lines: `{label: (x, y)}`; a label starting with "_" stays out of the legend.
-      style: `label -> matplotlib line kwargs` (colour, width, dashes).
+        Lines of `FEW_POINTS` points or fewer mark each point.
+      style: `label -> matplotlib line kwargs` (colour, width, dashes; they win over the
+        markers).
     """
     fig = _figure(6, 3.6)
     ax = fig.subplots()
     for label, (x, y) in lines.items():
-        ax.plot(x, y, label=label, **(style(label) if style else {}))
+        ax.plot(x, y, label=label, **{**_markers(len(x)), **(style(label) if style else {})})
     ax.set(xlabel=x_label, ylabel=y_label)
     if log_y:
         ax.set_yscale("log")
