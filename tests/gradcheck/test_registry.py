@@ -144,6 +144,17 @@ def test_apply_grad_matches_value_and_grad_under_jit_and_vmap(name):
         loop = None if key is None else jax.lax.map(lambda a: grad_i(p, *a), (x, y, keys))
         return hand, (v_auto, g_auto), dx, per, loop
 
+    if name == "batch_norm[train] (N, C)":
+        # One (C,) example is one value per channel: batch_norm refuses to train on it (it used
+        # to give the bias and zero gradients, so the per-example parts compared zeros with
+        # zeros). After a conv2d an example still has H * W values per channel: checked below.
+        value, grads = jax.jit(jnet.value_and_grad(net, CASES[name].loss))(params, x, y, key=key)
+        v_auto, (g_auto, _) = jax.value_and_grad(through_apply, argnums=(0, 1))(params, x, y)
+        np.testing.assert_allclose(v_auto, value, rtol=1e-12)
+        assert_trees_close(g_auto, grads, rtol=1e-10, atol=1e-14)
+        with pytest.raises(ValueError, match="expected more than 1 value per channel"):
+            grad_i(params, x[0], y[0], None if keys is None else keys[0])
+        return
     (value, grads), (v_auto, g_auto), dx, (per_p, per_x), loop = everything(params, x, y)
     assert jax.tree.structure(grads) == jax.tree.structure(params)
     np.testing.assert_allclose(v_auto, value, rtol=1e-12)
