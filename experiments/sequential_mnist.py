@@ -94,6 +94,7 @@ def main(argv=None) -> dict:
     import plots
 
     import jnet
+    import jnet.data
 
     timer = ex.Timer()
     rows, runs, files = [], {}, []

@@ -1,22 +1,29 @@
 """Smoke tests of benchmarks/cnn.py and resnet.py at toy sizes (no timing checks)."""
 
+import re
+
+import _scripts_support as scripts
 import numpy as np
 import pytest
 
 
 @pytest.mark.slow
-def test_resnet_rows_start_alike_and_end_on_the_same_losses(capsys):
-    import resnet
-
-    result = resnet.main(["--steps", "2", "--repeats", "1", "--batch", "8", "--no-torch"])
-    out = capsys.readouterr().out
-    (jnet_row, ref_row) = result["rows"]
-    assert jnet_row.startswith("jnet (hand-written") and ref_row.startswith("jax.grad reference")
-    assert set(result["lowerings"]) == {"jnet", "reference"}  # each probed in both lowerings
-    assert set(result["lowerings"].values()) <= {"xla", "matmul"}
+def test_resnet_rows_start_alike_and_end_on_the_same_losses(tmp_path_factory):
+    """Read from `python benchmarks/resnet.py --steps 2 ...` as users run it (a fresh process,
+    tests/_scripts_support.py): its rows, probes and the losses of both steps."""
+    done = scripts.run("benchmarks/resnet.py", tmp_path_factory)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    rows = re.findall(r"^(jnet \(hand-written|jax\.grad reference) \((\w+)\)", out, re.M)
+    assert [r[0] for r in rows] == ["jnet (hand-written", "jax.grad reference"]
+    assert {r[1] for r in rows} <= {"xla", "matmul"}  # each picked by a probe of both lowerings
     assert out.count("probe: jnet [") == 2 and out.count("probe: reference [") == 2
     # Same init, statistics and batches: hand-written and autodiff agree step by step.
-    np.testing.assert_allclose(*result["losses"].values(), rtol=1e-4)
+    losses = re.search(r"same losses \(first, last\): jnet (\S+) (\S+), reference (\S+) (\S+)$",
+                       out, re.M)  # fmt: skip
+    assert losses, out
+    jnet_losses, ref_losses = np.float64(losses.groups()).reshape(2, 2)
+    np.testing.assert_allclose(jnet_losses, ref_losses, rtol=1e-4)
     assert "vs ref" in out and "1.00" in out
 
 

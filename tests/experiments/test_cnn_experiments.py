@@ -1,21 +1,24 @@
 """experiments/mnist_cnn.py and cat_cnn.py: --quick runs write metrics.json, PNGs, the table.
 
 Quick runs are tiny (512 MNIST images, a quarter of the channels, one epoch), but each
-compiles several networks: slow on a shared CPU, so marked slow. The flag checks are fast.
+compiles several networks: slow on a shared CPU, so marked slow. The plain quick runs are
+read from the users' command run in a fresh process (tests/_scripts_support.py). The flag
+checks are fast.
 """
 
-import json
-
+import _scripts_support as scripts
 import pytest
 from plots import is_png
 from test_experiments import check_outputs, load_script, run_quick
 
 
 @pytest.mark.slow
-def test_mnist_cnn_quick(tmp_path, capsys, data_dir):
-    metrics, out = run_quick("mnist_cnn", tmp_path, capsys, data_dir=data_dir)
-    check_outputs(metrics, out, tmp_path)
-    saved = json.loads((tmp_path / "metrics.json").read_text())
+def test_mnist_cnn_quick(tmp_path_factory, data_dir):
+    done = scripts.run("experiments/mnist_cnn.py", tmp_path_factory, data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    check_outputs(None, out, done.out)
+    saved = done.metrics()
     assert set(saved["runs"]) == {"plain", "bn", "speed"}
     assert {"curves_plain.png", "curves_bn.png", "speed.png"} <= set(saved["files"])
     # The speed run's curve: steps every --eval-every, training seconds growing, accuracies.
@@ -38,11 +41,13 @@ def test_mnist_cnn_speed_stops_at_the_target(tmp_path, capsys, data_dir):
 
 
 @pytest.mark.slow
-def test_cat_cnn_quick(tmp_path, capsys, data_dir):
+def test_cat_cnn_quick(tmp_path_factory, data_dir):
     if not (data_dir / "catvnoncat").is_dir():
         pytest.skip("cat data not found")
-    metrics, out = run_quick("cat_cnn", tmp_path, capsys, data_dir=data_dir)
-    check_outputs(metrics, out, tmp_path)
+    done = scripts.run("experiments/cat_cnn.py", tmp_path_factory, data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out, metrics = done.stdout, done.metrics()
+    check_outputs(None, out, done.out)
     assert {"curves.png", "misclassified.png", "predictions.png"} == set(metrics["files"])
     assert "80.0%" in out  # the course's 4-layer MLP beside ours
     (run,) = metrics["runs"]["cnn"]

@@ -1,11 +1,11 @@
 """experiments/sequential_mnist.py: --help before JAX loads, and a --quick run end to end."""
 
 import importlib.util
-import json
 import pathlib
 import subprocess
 import sys
 
+import _scripts_support as scripts
 import pytest
 from plots import is_png
 
@@ -41,17 +41,18 @@ def test_adding_problem_targets_are_the_marked_sums():
 
 
 @pytest.mark.slow
-def test_quick_run(tmp_path, capsys, data_dir):
-    argv = ["--quick", "--no-progress", "--out", str(tmp_path), "--data-dir", str(data_dir)]
-    metrics = load_script().main(argv)
-    out = capsys.readouterr().out
-    saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["config"]["quick"] and saved["rows"] == metrics["rows"]
+def test_quick_run(tmp_path_factory, data_dir):
+    """`python experiments/sequential_mnist.py --quick ...` in a fresh process: run in-process
+    it passed while the script never imported jnet.data (the test process had)."""
+    done = scripts.run("experiments/sequential_mnist.py", tmp_path_factory, data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = done.metrics()
+    assert saved["config"]["quick"]
     assert len(saved["rows"]) == 4  # lstm, rnn on MNIST; lstm, rnn on the adding problem
     for row in saved["rows"]:
-        assert row["run"] in out
+        assert row["run"] in done.stdout
     assert sorted(saved["files"]) == ["adding_curves.png", "mnist_curves.png"]
-    assert all(is_png(tmp_path / f) for f in saved["files"])
+    assert all(is_png(done.out / f) for f in saved["files"])
     assert set(saved["runs"]) == {
         "mnist lstm seed 0", "mnist rnn seed 0", "adding T=20 lstm", "adding T=20 rnn"
     }  # fmt: skip
