@@ -56,6 +56,19 @@ def _bare(net, params, x, key, state) -> bool:
     return one.shape == batch.shape[1:]
 
 
+def _refuses_one(net, params, x, key, state) -> str | None:
+    """The forward's own ValueError on a batch of one (batch_norm training on one value per
+    channel), if it raises one; None when it runs. A backward's fault is not a refusal: it
+    is left to the check to report."""
+    try:
+        jax.eval_shape(lambda x: forward_with_state(net, params, x, key=key, state=state)[0], x[:1])
+    except ValueError as e:
+        if isinstance(e, BackwardError) or getattr(e, "in_backward", False):
+            return None
+        return str(e).splitlines()[0][:200]
+    return None
+
+
 def per_example_rows(
     net, loss, params, x, y, key, state, name: str, tol: Tolerances
 ) -> tuple[list[VJPRow], list[str]]:
@@ -77,6 +90,9 @@ def per_example_rows(
         return [], [f"{name}: per-example gradients not checked: no batch axis"]
     through_apply, _ = _losses(net, loss, y, key, state)
     bare = _bare(net, params, x, key, state)
+    if not bare and (refusal := _refuses_one(net, params, x, key, state)):
+        return [], [f"{name}: per-example gradients not checked: the net refuses a batch of one "
+                    f"({refusal})"]  # fmt: skip
     # A few examples show a batching fault as well as all would; eager, as compiling a
     # vmapped and a looped gradient would cost more than running them.
     x, y = x[:EXAMPLES], jnp.asarray(y)[:EXAMPLES]

@@ -350,3 +350,14 @@ def test_check_gradients_refuses_unknown_dtypes_and_non_finite_inputs():
     bad = jax.tree.map(lambda a: a.at[0].set(jnp.nan), params)
     with pytest.raises(ValueError, match="params contain NaN or inf; nothing to check"):
         check_gradients(net, jnet.mean_squared_error, bad, x, y)
+
+
+@pytest.mark.slow
+def test_per_example_check_notes_a_net_that_refuses_a_batch_of_one():
+    """batch_norm training on one (C,) example refuses it (one value per channel): a note,
+    not a FAIL of its backward under vmap."""
+    report = check_case("batch_norm[train] (N, C)", per_example=True, raise_on_failure=False)
+    assert report.ok, str(report)
+    refused = "per-example gradients not checked: the net refuses a batch of one"
+    notes = [n for n in report.notes if refused in n]
+    assert notes and "more than 1 value per channel" in notes[0], report.notes
