@@ -69,7 +69,8 @@ def diverged(
     elif opt_leaf is not None:
         what = f"the update of {where} made the optimizer state leaf {opt_leaf} NaN or inf"
     else:
-        what = f"the loss at {where} became NaN or inf"
+        # float32 is how the history keeps losses: a float64 loss past its range counts too.
+        what = f"the loss at {where} became NaN or inf (in float32, as the history keeps it)"
     raise DivergenceError(
         f"{what} with {lr}; the last finite state (after {int(last_good.step)} updates) is "
         "in .state / .params",

@@ -113,15 +113,17 @@ def make_epochs(
         new, m = step(state, batch, key)
         active = (state.step < stop_step) & (bad_step < 0)
         opt_finite = _all_finite(jax.tree.leaves(new.opt_state))
-        finite = jnp.isfinite(m["loss"]) & jnp.all(opt_finite)
+        # Running sums (loss, accuracy, steps kept) in the carry: no per-step outputs. The
+        # guard checks the sums as the history will show them (float32): under x64 a float64
+        # loss can be finite while its float32 sum is already inf.
+        kept = jnp.stack([m["loss"], m["accuracy"], 1.0]).astype(sums.dtype)
+        finite = jnp.all(jnp.isfinite(sums + kept)) & jnp.all(opt_finite)
         first_bad = active & ~finite
         bad_step = jnp.where(first_bad, state.step, bad_step)
         bad_leaves = jnp.where(first_bad, opt_finite, bad_leaves)
         keep = active & finite
         # A select, fused into the update: a diverged or stopped run stands still.
         state = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, state)
-        # Running sums (loss, accuracy, steps kept) in the carry: no per-step outputs.
-        kept = jnp.stack([m["loss"], m["accuracy"], 1.0]).astype(sums.dtype)
         sums = sums + jnp.where(keep, kept, 0)
         return state, bad_step, bad_leaves, stop_step, sums
 
