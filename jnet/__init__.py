@@ -42,6 +42,7 @@ from jnet.network import apply as apply
 from jnet.network import value_and_grad as value_and_grad
 from jnet.summary import summary as summary
 from jnet.train import DivergenceError as DivergenceError
+from jnet.train import FitResult as FitResult
 from jnet.train import TrainState as TrainState
 from jnet.train import fit as fit
 from jnet.train import init_state as init_state

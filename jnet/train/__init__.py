@@ -18,6 +18,7 @@ from jnet.train.epochs import make_epochs as make_epochs
 from jnet.train.fit import fit as fit
 from jnet.train.identity import RunSettings as RunSettings
 from jnet.train.per_layer import per_layer as per_layer
+from jnet.train.result import FitResult as FitResult
 from jnet.train.state import DivergenceError as DivergenceError
 from jnet.train.state import TrainState as TrainState
 from jnet.train.state import init_state as init_state

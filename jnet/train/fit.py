@@ -38,6 +38,7 @@ from jnet.train.identity import (
     differences,
     learning_rates,
 )
+from jnet.train.result import FitResult
 from jnet.train.state import init_state
 from jnet.train.step import DecayMask
 
@@ -65,8 +66,8 @@ def fit(
     progress: bool = True,
     eval_batch_size: int = 10_000,
     mesh: Any = None,
-) -> tuple[Any, dict[str, list]]:
-    """Trains `net` on `(x, y)` and returns `(params, history)`.
+) -> FitResult:
+    """Trains `net` on `(x, y)` and returns `FitResult(params, model_state, history)`.
 
     Args:
       optimizer: an optax transformation, or a number: plain SGD at that rate.
@@ -96,9 +97,10 @@ def fit(
         figures, seconds) to `<log_dir>/metrics.jsonl`, after every call.
       mesh: a `jax.sharding.Mesh` with a "data" axis: shard every batch along it.
     Returns:
-      `(params, history)`; for a stateful network (e.g. with batch norm)
-      `((params, model_state), history)`. `history` is a dict of per-epoch lists:
-      epoch, loss, accuracy, val_loss, val_accuracy (with validation) and seconds.
+      `FitResult(params, model_state, history)` for every network (`model_state` is `()`
+      for a stateless one). `history` is a dict of per-epoch lists: epoch, loss,
+      accuracy, val_loss, val_accuracy (with validation) and seconds. The old two-way
+      unpacking `params, history = fit(...)` raises ValueError (too many values to unpack).
     Raises:
       ValueError for bad data or arguments, TypeError for arguments of the wrong kind
       (naming which), DivergenceError (with the last finite state) when the loss
@@ -208,8 +210,7 @@ def fit(
             bar.close()
         if checkpointer is not None:
             checkpointer.close()
-    result = (state.params, state.model_state) if net.stateful else state.params
-    return result, history
+    return FitResult(state.params, state.model_state if net.stateful else (), history)
 
 
 def _save(checkpointer, done: int, state, history: dict, settings: RunSettings) -> None:
@@ -218,13 +219,13 @@ def _save(checkpointer, done: int, state, history: dict, settings: RunSettings) 
     try:
         checkpointer.save(done, state, meta)
     except (CheckpointError, OSError) as e:
+        said = e if isinstance(e, CheckpointError) else f"saving epoch {done} failed: {e}"
         raise SaveError(
-            f"fit: saving epoch {done} to {checkpointer.directory} failed ({e}); the trained "
-            "state is not lost: it is in this error's .state / .params, the history in "
-            ".history",
+            f"fit: {said}; the trained state is not lost: it is in this error's .state / "
+            ".params, the history in .history",
             state,
             history,
-        ) from e
+        ) from None
 
 
 def _check_resume(
