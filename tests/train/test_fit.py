@@ -171,7 +171,7 @@ def test_an_epoch_compiles_once_per_run(monkeypatch, caplog, tmp_path):
     x, y = blobs(103)
     engines = []
     make_epochs = train.make_epochs
-    fit_module = importlib.import_module("jnet.train.fit")  # the module, not jnet.train.fit()
+    fit_module = importlib.import_module("jnet.train.prepare")  # where fit builds its engine
     monkeypatch.setattr(
         fit_module,
         "make_epochs",
