@@ -8,6 +8,7 @@ import pytest
 from _train_support import assert_trees_equal, blobs, float32, without_seconds
 
 import jnet
+import jnet.data
 
 CE = jnet.softmax_cross_entropy
 W, B = float32(jnet.initializers.glorot_normal()), float32(jnet.initializers.zeros())
@@ -44,6 +45,7 @@ def test_host_batches_are_applied_in_order_and_the_padding_is_not():
                                rtol=1e-5)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_partial_last_batch_is_dropped_and_other_shapes_are_refused():
     x, y = blobs(64, 5)
     run = lambda data, **kw: jnet.fit(NET, CE, 0.1, data=data, epochs=1, key=jax.random.key(0),  # noqa: E731
@@ -90,6 +92,7 @@ def windows(ids, batch, block):
     return sample
 
 
+@pytest.mark.slow
 def test_sampled_batches_are_drawn_on_the_device_and_learned():
     ids = jnp.asarray(np.tile([0, 1, 2, 3], 50))  # a cycle: the next token is learnable
     sample = windows(ids, 16, 3)
@@ -108,3 +111,17 @@ def test_sampled_batches_are_drawn_on_the_device_and_learned():
     assert_trees_equal(again.params, result.params)
     with pytest.raises(ValueError, match="steps_per_epoch must be an int >= 1"):
         jnet.train.sampled(sample, steps_per_epoch=0)
+
+
+@pytest.mark.slow
+def test_host_batches_on_real_mnist_reach_the_array_paths_accuracy(data_dir):
+    # Tutorial 004's MLP, batch 64, two epochs: through a numpy generator and on the device.
+    (x, y), (xt, yt) = jnet.data.mnist_flat(data_dir)
+    y, yt = y.astype(np.int32), yt.astype(np.int32)
+    net = jnet.serial(jnet.dense(100), jnet.relu(), jnet.dense(200), jnet.relu(), jnet.dense(10))
+    opt = jnet.per_layer(optax.sgd(0.05), {-1: optax.sgd(0.1)})
+    kw = dict(epochs=2, key=jax.random.key(0), progress=False)
+    arrays = jnet.fit(net, CE, opt, x, y, batch_size=64, **kw)
+    host = jnet.fit(net, CE, opt, data=batches_of(x, y, 64), steps_per_epoch=len(x) // 64, **kw)
+    acc = [jnet.evaluate(net, CE, r.params, xt, yt)["accuracy"] for r in (arrays, host)]
+    assert min(acc) > 0.95 and abs(acc[0] - acc[1]) < 0.005, acc
