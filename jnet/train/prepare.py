@@ -45,8 +45,9 @@ def choose_source(config: FitConfig, x: Any, y: Any, data: Any) -> Arrays | Samp
     if data is None:
         if x is None or y is None:
             raise ValueError("fit: give the training data as x and y arrays, or as data=")
-        if config.steps_per_epoch is not None:
-            raise ValueError("fit: steps_per_epoch is for data=; with x/y an epoch is N // batch")
+        if config.steps_per_epoch is not None or config.steps_per_call is not None:
+            raise ValueError("fit: steps_per_epoch and steps_per_call are for data=; with x/y "
+                             "an epoch is N // batch_size steps")  # fmt: skip
         return Arrays(x, y, config.batch_size)
     if x is not None or y is not None:
         raise ValueError("fit: give either x and y, or data=, not both")
@@ -55,6 +56,9 @@ def choose_source(config: FitConfig, x: Any, y: Any, data: Any) -> Arrays | Samp
     if config.batch_size is not None:
         raise ValueError("fit: batch_size is for x/y arrays; with data= the batches set it")
     if isinstance(data, Sampled):
+        if config.steps_per_call is not None:
+            raise ValueError("fit: steps_per_call is for host batches; sampled batches run "
+                             "whole epochs per call (epochs_per_call)")  # fmt: skip
         if config.steps_per_epoch not in (None, data.steps_per_epoch):
             raise ValueError("fit: steps_per_epoch differs from the sampled source's own")
         return data
@@ -63,6 +67,9 @@ def choose_source(config: FitConfig, x: Any, y: Any, data: Any) -> Arrays | Samp
                         f"jnet.train.sampled(...); got {type(data).__name__}")  # fmt: skip
     if config.steps_per_epoch is None:
         raise ValueError("fit: data= as an iterable of batches needs steps_per_epoch=")
+    if config.epochs_per_call is not None:
+        raise ValueError("fit: epochs_per_call is for x/y and sampled data; host batches "
+                         "run steps_per_call batches per compiled call")  # fmt: skip
     return HostBatches(data, config.steps_per_epoch)
 
 

@@ -89,6 +89,7 @@ class HostFeed:
         self.iterable, self.where = iterable, where
         self.consumed = 0  # batches taken from the stream, partial ones included
         self._iterator: Iterator = iter(iterable)
+        self._one_shot = self._iterator is iterable  # a generator: no second pass
         self._passes = 1
         self.first = self._next_raw()
         self._iterator = itertools.chain([self.first], self._iterator)
@@ -99,7 +100,7 @@ class HostFeed:
         try:
             batch = next(self._iterator)
         except StopIteration:
-            if iter(self.iterable) is self.iterable or self.consumed == 0:
+            if self._one_shot or self.consumed == 0:
                 raise ValueError(
                     f"{self.where}: the data iterator ran out after {self.consumed} batches; "
                     "give one that yields at least epochs * steps_per_epoch batches, or an "

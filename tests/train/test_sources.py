@@ -125,3 +125,15 @@ def test_host_batches_on_real_mnist_reach_the_array_paths_accuracy(data_dir):
     host = jnet.fit(net, CE, opt, data=batches_of(x, y, 64), steps_per_epoch=len(x) // 64, **kw)
     acc = [jnet.evaluate(net, CE, r.params, xt, yt)["accuracy"] for r in (arrays, host)]
     assert min(acc) > 0.95 and abs(acc[0] - acc[1]) < 0.005, acc
+
+
+def test_divergence_on_host_batches_names_the_step_and_keeps_the_last_finite_state():
+    x, y = blobs(60, 5)
+    batches = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 60, 10)]
+    # Finite data: batch 4's loss (~1e30) is finite, its update is not; batch 5's loss is NaN.
+    batches[4] = (batches[4][0] * 1e30, batches[4][1])
+    with pytest.raises(jnet.DivergenceError, match=r"epoch 1, step 6 of 6 \(global step 5\)") as e:
+        jnet.fit(NET, CE, 0.1, data=batches, steps_per_epoch=6, steps_per_call=3, epochs=2,
+                 key=jax.random.key(0), progress=False)  # fmt: skip
+    assert int(e.value.state.step) == 4 and e.value.history["epoch"] == []
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(e.value.params))
