@@ -99,6 +99,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch(tmp_path):
     assert [e.epoch for e in seen] == list(range(1, len(val) + 1)) and seen[-1].epoch_end
 
 
+@pytest.mark.slow
 def test_a_callback_stops_the_run_and_sees_host_calls_mid_epoch():
     x, y = blobs(60, 4)
     batches = [(x[i : i + 10], y[i : i + 10]) for i in range(0, 60, 10)]

@@ -53,6 +53,7 @@ def test_a_full_disk_during_a_save_keeps_the_run_and_its_space(tmp_path, monkeyp
     assert "RESOURCE" not in capfd.readouterr().err  # no absl tracebacks
 
 
+@pytest.mark.slow
 def test_divergence_under_x64_is_caught_where_the_float32_history_overflows():
     # Each float64 step loss stays finite while its float32 epoch sum, what the history shows,
     # is inf: before, fit returned normally with history loss [2.5e33, inf, inf, ...].

@@ -14,8 +14,9 @@ def test_fit_returns_params_model_state_and_history_for_every_network():
     assert isinstance(plain, jnet.FitResult) and plain.model_state == ()
     assert plain.history["epoch"] == [1, 2] and plain.params[0]["w"].shape == (4, 3)
     net = jnet.serial(jnet.dense(3), jnet.batch_norm())
-    params, model_state, history = jnet.fit(net, jnet.softmax_cross_entropy, 0.1, x, y, **kw)
+    result = jnet.fit(net, jnet.softmax_cross_entropy, 0.1, x, y, **kw)
+    params, model_state, history = result
     assert jax.tree.leaves(model_state) and history["epoch"] == [1, 2]
-    # The old two-way unpacking cannot pass silently.
+    # The old two-way unpacking, `params, history = jnet.fit(...)`, cannot pass silently.
     with pytest.raises(ValueError, match="too many values to unpack"):
-        params, history = jnet.fit(net, jnet.softmax_cross_entropy, 0.1, x, y, **kw)
+        params, history = result
