@@ -161,7 +161,7 @@ def main(argv=None) -> dict:
                 f"{name}, {label}: {cfg['hidden']} {cfg['activation']}, lr {cfg['lr']}, "
                 f"{cfg['iterations']} iterations"
             )
-            params, history = jnet.fit(
+            params, _, history = jnet.fit(
                 net,
                 loss,
                 cfg["lr"],

@@ -123,7 +123,7 @@ def main(argv=None) -> dict:
         )
         t = ex.Timer()
         with ex.naming_rates(f"lr {cfg['lr']:g}"):
-            (params, state), history = jnet.fit(
+            params, state, history = jnet.fit(
                 net,
                 loss,
                 optax.inject_hyperparams(optax.adam)(learning_rate=schedule),

@@ -142,7 +142,7 @@ def train_fit(part, cfg, args, data, mesh) -> list[dict]:
         print(f"{describe(part, cfg)}, seed {seed}", flush=True)
         t = ex.Timer()
         with ex.naming_rates(f"lr {cfg['lr']:g}"):
-            trained, history = jnet.fit(
+            params, state, history = jnet.fit(
                 net,
                 loss,
                 optimizer(part, cfg["lr"], steps),
@@ -159,7 +159,7 @@ def train_fit(part, cfg, args, data, mesh) -> list[dict]:
                 log_dir=ex.log_dir(args, f"{part}-seed{seed}"),
             )
         seconds = t()
-        params, state = trained if net.stateful else (trained, None)
+        state = state if net.stateful else None
         test = jnet.evaluate(net, loss, params, xt, yt, batch_size=EVAL_BATCH, state=state)
         predicted = jnet.predict(net, params, xt, batch_size=EVAL_BATCH, state=state).argmax(-1)
         runs.append(

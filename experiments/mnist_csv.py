@@ -157,7 +157,7 @@ def main(argv=None) -> dict:
             print(f"seed {seed}: {name}, lr {args.lr:g}, {epochs} full-batch epochs")
             key = jax.random.fold_in(jax.random.key(seed), i)
             log = ex.log_dir(args, f"{name}-seed{seed}")
-            params, history = jnet.fit(
+            params, _, history = jnet.fit(
                 net, loss, args.lr, x, y, epochs=epochs, key=key, log_dir=log, **fit_kwargs
             )
             final = {

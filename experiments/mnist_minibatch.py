@@ -217,7 +217,7 @@ def main(argv=None) -> dict:
             print(f"{name}, seed {seed}: {describe(cfg)}")
             t = ex.Timer()
             with ex.naming_rates(describe(cfg)):
-                params, history = jnet.fit(
+                params, _, history = jnet.fit(
                     net,
                     loss,
                     optimizer(cfg, steps),

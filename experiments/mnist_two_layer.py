@@ -104,7 +104,7 @@ def fit_in_stages(
     done = 0
     for i, stop in enumerate(stops):
         stage_key = key if i == 0 else jax.random.fold_in(key, i)  # stage 0 draws the init
-        params, h = jnet.fit(
+        params, _, h = jnet.fit(
             net,
             loss,
             optimizer,

@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     def train(net, loss, lr, x, y, test, epochs, seed, label, batch):
         steps = epochs * (len(x) // batch)
         print(f"{label}: {len(x)} x {x.shape[1:]}, {epochs} epochs of {steps // epochs} steps")
-        params, history = jnet.fit(
+        params, _, history = jnet.fit(
             net, loss, optimizer(lr, steps), x, y, epochs=epochs, key=jax.random.key(seed),
             batch_size=batch, validation=test, eval_batch_size=2000,
             progress=not args.no_progress, log_dir=ex.log_dir(args, label.replace(" ", "_")),

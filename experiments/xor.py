@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     runs = []
     for label, biases, seed, params0 in starts:
         t = ex.Timer()
-        params, history = jnet.fit(
+        params, _, history = jnet.fit(
             net,
             loss,
             optimizer(lr, biases),

@@ -40,8 +40,11 @@ from jnet.losses import sigmoid_binary_cross_entropy as sigmoid_binary_cross_ent
 from jnet.losses import softmax_cross_entropy as softmax_cross_entropy
 from jnet.network import apply as apply
 from jnet.network import value_and_grad as value_and_grad
+from jnet.serialization import load as load
+from jnet.serialization import save as save
 from jnet.summary import summary as summary
 from jnet.train import DivergenceError as DivergenceError
+from jnet.train import FitResult as FitResult
 from jnet.train import TrainState as TrainState
 from jnet.train import fit as fit
 from jnet.train import init_state as init_state

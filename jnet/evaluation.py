@@ -33,10 +33,20 @@ def _outputs(net: Layer, params: Params, x: jax.Array, state: State) -> jax.Arra
     return forward_with_state(net, params, x, state=state)[0]
 
 
-def _batch_sums(net, loss, params, x, y, state):
+def _batch_sums(net, loss, params, x, y, state, metrics):
+    """Sums over one batch: the loss and accuracy (means times N), each metric's values."""
     outputs = _outputs(net, params, x, state)
     n = x.shape[0]
-    return loss.forward(outputs, y)[0] * n, accuracy(loss, outputs, y) * n
+    sums = {"loss": loss.forward(outputs, y)[0] * n, "accuracy": accuracy(loss, outputs, y) * n}
+    for name, fn in metrics.items():
+        values = fn(outputs, y)
+        if jnp.shape(values) != (n,):
+            raise ValueError(
+                f"metric {name!r} must return one value per example, shape ({n},); got "
+                f"{jnp.shape(values)}"
+            )
+        sums[name] = jnp.sum(values)
+    return sums
 
 
 def evaluate_arrays(
@@ -47,39 +57,43 @@ def evaluate_arrays(
     y: jax.Array,
     batch_size: int,
     state: State = (),
+    metrics: dict | None = None,
 ) -> dict[str, jax.Array]:
     """Traceable evaluation: full batches in a `lax.scan`, then the remainder as one batch.
 
-    x `(N, ...)`, y its `(N, ...)` targets. Returns `{"loss", "accuracy"}`, scalars:
-    the mean loss and the fraction right over all N. Shapes are static, so inside a jit
-    this compiles once; it is what `evaluate` and `fit`'s validation run.
+    x `(N, ...)`, y its `(N, ...)` targets; `metrics` maps names to `fn(outputs, targets)
+    -> (N,)` per-example values. Returns `{"loss", "accuracy", *metrics}`, scalars: the means
+    over all N. Shapes are static, so inside a jit this compiles once; it is what `evaluate`
+    and `fit`'s validation run.
     """
+    metrics = dict(metrics or {})
     n = x.shape[0]
     full = (n // batch_size) * batch_size
+    sums_of = lambda p, xb, yb: _batch_sums(net, loss, p, xb, yb, state, metrics)  # noqa: E731
     # Accumulate in the dtype the sums come in (float64 for float64 params): a fixed
     # float32 carry would not match the scan body's output type.
-    sums = jax.eval_shape(
-        lambda p, xb, yb: _batch_sums(net, loss, p, xb, yb, state), params, x[:1], y[:1]
-    )
-    loss_sum, correct = (jnp.zeros((), s.dtype) for s in sums)
+    shapes = jax.eval_shape(sums_of, params, x[:1], y[:1])
+    sums = {k: jnp.zeros((), s.dtype) for k, s in shapes.items()}
     if full:
         xb = x[:full].reshape((-1, batch_size) + x.shape[1:])
         yb = y[:full].reshape((-1, batch_size) + y.shape[1:])
 
         def body(carry, batch):
-            s = _batch_sums(net, loss, params, *batch, state)
-            return (carry[0] + s[0], carry[1] + s[1]), None
+            s = sums_of(params, *batch)
+            return {k: carry[k] + s[k].astype(carry[k].dtype) for k in carry}, None
 
-        (loss_sum, correct), _ = jax.lax.scan(body, (loss_sum, correct), (xb, yb))
+        sums, _ = jax.lax.scan(body, sums, (xb, yb))
     if full < n:
-        s = _batch_sums(net, loss, params, x[full:], y[full:], state)
-        loss_sum, correct = loss_sum + s[0], correct + s[1]
-    return {"loss": loss_sum / n, "accuracy": correct / n}
+        s = sums_of(params, x[full:], y[full:])
+        sums = {k: sums[k] + s[k] for k in sums}
+    return {k: v / n for k, v in sums.items()}
 
 
 @functools.lru_cache(maxsize=64)
-def _evaluator(net: Layer, loss: Loss, batch_size: int):
-    return jax.jit(functools.partial(evaluate_arrays, net, loss, batch_size=batch_size))
+def _evaluator(net: Layer, loss: Loss, batch_size: int, metrics: tuple):
+    return jax.jit(
+        functools.partial(evaluate_arrays, net, loss, batch_size=batch_size, metrics=dict(metrics))
+    )
 
 
 def evaluate(
@@ -91,6 +105,7 @@ def evaluate(
     *,
     batch_size: int = 10_000,
     state: State = None,
+    metrics: dict | None = None,
 ) -> dict[str, float]:
     """Mean loss and accuracy over `(x, y)`, jit-compiled and batched, in inference mode.
 
@@ -98,15 +113,18 @@ def evaluate(
       x: inputs `(N, ...)`, floating point. y: targets `(N, ...)`.
       batch_size: examples per compiled batch (the last partial batch runs on its own).
       state: a stateful network's state (e.g. batch norm's running statistics).
+      metrics: `{"name": fn(outputs, targets) -> (N,) per-example values}`, pure jnp (as
+        `fit(metrics=...)` takes); each reported as its mean over all N.
     Returns:
-      `{"loss": float, "accuracy": float}`.
+      `{"loss": float, "accuracy": float, **{name: float}}`.
     """
     arguments.network_and_loss("evaluate", net, loss)
     arguments.positive_int("evaluate", "batch_size", batch_size)
     state = state_for(net, state, "evaluate")
     x, y = validate_data(net, loss, params, x, y, "evaluate", state=state)
-    metrics = _evaluator(net, loss, min(batch_size, x.shape[0]))(params, x, y, state=state)
-    return {k: float(v) for k, v in metrics.items()}
+    metrics = check_metrics("evaluate", metrics)
+    compiled = _evaluator(net, loss, min(batch_size, x.shape[0]), tuple(metrics.items()))
+    return {k: float(v) for k, v in compiled(params, x, y, state=state).items()}
 
 
 @functools.lru_cache(maxsize=64)
@@ -177,3 +195,19 @@ def validate_data(
         ) from None
     return jnp.asarray(x_np), jnp.asarray(y_np)
 
+
+def check_metrics(where: str, metrics: Any) -> dict:
+    """`metrics` as a dict of name -> function, or a TypeError naming what is wrong."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str) and callable(f) for k, f in metrics.items()
+    ):
+        raise TypeError(
+            f"{where}: metrics must be a dict of name -> fn(outputs, targets) -> per-example "
+            f"values; got {metrics!r}"
+        )
+    taken = {"loss", "accuracy", "epoch", "seconds", "steps"} & set(metrics)
+    if taken or any(k.startswith("val_") for k in metrics):
+        raise ValueError(f"{where}: metric names must not be {sorted(taken) or 'val_*'}")
+    return dict(metrics)

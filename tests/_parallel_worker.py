@@ -91,11 +91,11 @@ def devices(out: pathlib.Path, data_dir: str) -> None:
 
     # 1 device vs 8: minibatches with dropout and validation, and full batch.
     for name, m in (("one", None), ("eight", mesh)):
-        params, hist = run_fit(x, y, val, epochs=2, batch_size=64, mesh=m)
+        params, _, hist = run_fit(x, y, val, epochs=2, batch_size=64, mesh=m)
         arrays |= flat(f"mini_{name}", params)
         info[f"mini_{name}"] = hist
         info[f"mini_{name}_sharding"] = str(jax.tree.leaves(params)[0].sharding)
-        params, hist = run_fit(x[:256], y[:256], None, epochs=3, batch_size=None, mesh=m)
+        params, _, hist = run_fit(x[:256], y[:256], None, epochs=3, batch_size=None, mesh=m)
         arrays |= flat(f"full_{name}", params)
         info[f"full_{name}"] = hist
         timed(f"fit_{name}")
@@ -136,7 +136,9 @@ def devices(out: pathlib.Path, data_dir: str) -> None:
     # Resume on 8 devices: 1 epoch, stop, then on to 2, against the uninterrupted run above.
     ckpt_dir = out / "ckpt_resume"
     run_fit(x, y, val, epochs=1, batch_size=64, mesh=mesh, checkpoint_dir=ckpt_dir)
-    params, hist = run_fit(x, y, val, epochs=2, batch_size=64, mesh=mesh, checkpoint_dir=ckpt_dir)
+    params, _, hist = run_fit(
+        x, y, val, epochs=2, batch_size=64, mesh=mesh, checkpoint_dir=ckpt_dir
+    )
     arrays |= flat("resumed", params)
     info["resumed"] = hist
     timed("resume")
@@ -170,7 +172,9 @@ def process(out: pathlib.Path, data_dir: str) -> None:
 
     # fit, checkpointing every epoch (orbax: every process writes its part), then restore.
     ckpt_dir = out / f"ckpt_{num_processes}"
-    params, hist = run_fit(x, y, val, epochs=2, batch_size=32, mesh=mesh, checkpoint_dir=ckpt_dir)
+    params, _, hist = run_fit(
+        x, y, val, epochs=2, batch_size=32, mesh=mesh, checkpoint_dir=ckpt_dir
+    )
     arrays |= flat("fit", params)
     info["fit"] = hist
     info["evaluate"] = jnet.evaluate(NET, LOSS, params, val[0], val[1])

@@ -11,6 +11,7 @@ previous checkpoint used. The folder is locked (`lock.FolderLock`) while a run u
 from __future__ import annotations
 
 import pathlib
+import shutil
 import tempfile
 import warnings
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 
 from jnet.checkpoint.digest import array_digest, meta_digest
 from jnet.checkpoint.lock import FolderLock
+from jnet.checkpoint.quiet import absl_errors_silenced, ignore_closed_loop_callbacks
 
 
 def _leaves(state) -> dict[str, Any]:
@@ -91,6 +93,7 @@ class Checkpointer:
         import orbax.checkpoint as ocp  # slow to import: only when checkpointing
 
         self._ocp = ocp
+        ignore_closed_loop_callbacks()  # a failed read or write would print one traceback an array
         self.directory = pathlib.Path(directory).absolute()
         _check_writable(self.directory)  # fail now, not after training up to the first save
         self._lock = FolderLock(self.directory) if lock and jax.process_index() == 0 else None
@@ -131,15 +134,24 @@ class Checkpointer:
         digests = {name: array_digest(_host_value(leaf)) for name, leaf in leaves.items()}
         meta = meta | {"layout": _layout(state), "digests": digests}
         meta["meta_digest"] = meta_digest(meta)
-        saved = self._manager.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(leaves), meta=ocp.args.JsonSave(meta)
-            ),
-        )
+        args = ocp.args.Composite(state=ocp.args.StandardSave(leaves), meta=ocp.args.JsonSave(meta))
+        try:
+            with absl_errors_silenced():
+                saved = self._manager.save(epoch, args=args)
+                self._manager.wait_until_finished()
+        except Exception as e:  # orbax raises ValueError (a full disk), OSError, ...
+            self._remove_partial(epoch)
+            raise CheckpointError(
+                f"saving epoch {epoch} to {self.directory} failed: {_one_line(e)}"
+            ) from None
         if not saved:
             raise CheckpointError(f"orbax declined to save epoch {epoch} in {self.directory}")
-        self._manager.wait_until_finished()
+
+    def _remove_partial(self, epoch: int) -> None:
+        """Deletes what a failed save left (`<epoch>.orbax-checkpoint-tmp*`): on a full disk
+        it holds the space the user needs back, and it is never a checkpoint."""
+        for partial in self.directory.glob(f"{epoch}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(partial, ignore_errors=True)
 
     def restore_latest(self, like: Any) -> tuple[int, Any, dict] | None:
         """The newest checkpoint that restores cleanly onto the structure of `like`.
@@ -225,7 +237,9 @@ def _one_line(e: Exception) -> str:
     if isinstance(e, CorruptError):
         return str(e)
     first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first[:160]}{'...' if len(first) > 160 else ''}"
+    if len(first) > 240:  # the cause (e.g. "No space left on device") is at the end
+        first = f"{first[:120]} ... {first[-110:]}"
+    return f"{type(e).__name__}: {first}"
 
 
 def _check_writable(directory: pathlib.Path) -> None:

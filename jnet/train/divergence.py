@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jnet.train.epochs import Epochs
 from jnet.train.history import record
 from jnet.train.state import DivergenceError, TrainState
 from jnet.trees import leaf_name
@@ -34,9 +33,10 @@ def _bad_opt_leaf(state: TrainState, finite_leaves: np.ndarray) -> str | None:
 
 
 def diverged(
-    engine: Epochs,
+    replay: Callable[[int, int], TrainState],
     starts: list[TrainState],
-    data: tuple,
+    call_end: int,
+    steps: int,
     bad: tuple[int, np.ndarray],
     metrics: dict,
     done: int,
@@ -46,22 +46,23 @@ def diverged(
 ) -> None:
     """Replays up to the last finite state and raises DivergenceError with it.
 
-    `starts` holds the states the last two calls began with, newest last: when the
-    newest call began on the bad state itself, the previous call is replayed.
+    `starts` holds the states the last two calls began with, newest last, and
+    `replay(i, stop)` reruns the call that began with `starts[i]` up to global step `stop`:
+    when the newest call began on the bad state itself, the previous call is replayed.
+    `call_end` is the global step the newest call would have ended at; `steps` the steps
+    an epoch.
     """
     bad_step, finite_leaves = int(bad[0]), np.asarray(bad[1])
-    steps = engine.steps_per_epoch
     # A bad step inside the call is a non-finite loss or optimizer state; one at the call's
     # end means every loss was finite but the call's last update left non-finite parameters.
-    in_update = bad_step == (done + engine.epochs) * steps
+    in_update = bad_step == call_end
     seen = bad_step - 1 if in_update else bad_step
     epoch = seen // steps + 1  # 1-based epoch of the whole run
-    start = starts[-1]
-    if bad_step - 1 < int(start.step) and len(starts) > 1:
-        start = starts[-2]
-    stop = jnp.asarray(max(bad_step - 1, int(start.step)), jnp.int32)
-    last_good, _, _ = engine.run(start, *data, stop)
-    record(history, metrics, done, epoch - 1 - done, seconds)  # the epochs before the bad one
+    which = len(starts) - 1
+    if bad_step - 1 < int(starts[which].step) and which > 0:
+        which -= 1
+    last_good = replay(which, max(bad_step - 1, int(starts[which].step)))
+    record(history, metrics, done, max(epoch - 1 - done, 0), seconds)  # epochs before the bad one
     where = f"epoch {epoch}, step {seen % steps + 1} of {steps} (global step {seen})"
     opt_leaf = None if in_update else _bad_opt_leaf(last_good, finite_leaves)
     if in_update:
@@ -69,7 +70,8 @@ def diverged(
     elif opt_leaf is not None:
         what = f"the update of {where} made the optimizer state leaf {opt_leaf} NaN or inf"
     else:
-        what = f"the loss at {where} became NaN or inf"
+        # float32 is how the history keeps losses: a float64 loss past its range counts too.
+        what = f"the loss at {where} became NaN or inf (in float32, as the history keeps it)"
     raise DivergenceError(
         f"{what} with {lr}; the last finite state (after {int(last_good.step)} updates) is "
         "in .state / .params",

@@ -1,56 +1,46 @@
-"""`fit`: trains a network on arrays, in compiled multi-epoch calls, with checkpoints."""
+"""`fit`: trains a network on arrays, host batches or device-sampled batches.
+
+The parts, in the order data flows through them: `config.configure` checks the arguments
+into one `FitConfig`; `prepare.prepare` checks the data against the network and builds the
+state and the data source; a resume (`_resume`) restores the newest good checkpoint;
+`prepare.build_engine` compiles the loop; `loop.train` runs the compiled calls, each
+followed by `loop.after_call` (history, log, bar, checkpoint, callbacks).
+"""
 
 from __future__ import annotations
 
-import math
-import sys
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
 
-from jnet import arguments, parallel
-from jnet.checkpoint import Checkpointer, CheckpointError, SaveError
-from jnet.evaluation import validate_data
+from jnet.checkpoint import Checkpointer
 from jnet.layers import Layer, Params
 from jnet.losses import Loss
-from jnet.train.divergence import diverged, learning_rate
-from jnet.train.epochs import (
-    FULL_BATCH_EPOCHS_PER_CALL,
-    NO_STOP,
-    Augment,
-    make_epochs,
-)
-from jnet.train.epochs import (
-    epochs_per_call as choose_epochs_per_call,
-)
-from jnet.train.history import MetricsLog, new_history, postfix, record
+from jnet.train.config import configure
+from jnet.train.epochs import Augment
+from jnet.train.history import MetricsLog, new_history
 from jnet.train.history import progress as progress_bar
-from jnet.train.identity import (
-    RunSettings,
-    check_allowed,
-    describe_change,
-    describe_optimizer,
-    differences,
-    learning_rates,
-)
-from jnet.train.state import init_state
-from jnet.train.step import DecayMask
+from jnet.train.identity import RunSettings, describe_change, differences
+from jnet.train.loop import Outputs, announce_resume, train
+from jnet.train.prepare import build_engine, prepare
+from jnet.train.result import FitResult
+from jnet.train.step import DecayMask, Metrics
 
 
 def fit(
     net: Layer,
     loss: Loss,
     optimizer: optax.GradientTransformation | float,
-    x: Any,
-    y: Any,
+    x: Any = None,
+    y: Any = None,
     *,
     epochs: int,
     key: jax.Array,
+    data: Any = None,
+    steps_per_epoch: int | None = None,
+    steps_per_call: int | None = None,
     batch_size: int | None = None,
     params: Params | None = None,
     validation: tuple[Any, Any] | None = None,
@@ -65,13 +55,31 @@ def fit(
     progress: bool = True,
     eval_batch_size: int = 10_000,
     mesh: Any = None,
-) -> tuple[Any, dict[str, list]]:
-    """Trains `net` on `(x, y)` and returns `(params, history)`.
+    metrics: Metrics | None = None,
+    callbacks: Iterable[Callable] = (),
+) -> FitResult:
+    """Trains `net` on `(x, y)` or `data` and returns `FitResult(params, model_state, history)`.
 
     Args:
       optimizer: an optax transformation, or a number: plain SGD at that rate.
       x: inputs `(N, ...)`, floating point. y: targets `(N, ...)` (integer labels,
-        one-hot, or 0/1 for binary cross entropy).
+        one-hot, or 0/1 for binary cross entropy). Kept on the device.
+      data: instead of x/y: any Python iterable of `(x_batch, y_batch)` numpy/JAX pairs
+        (a generator, `tfds...as_numpy_iterator()`, a DataLoader yielding numpy), read as
+        one stream with `steps_per_epoch` batches an epoch; or `jnet.train.sampled(fn,
+        steps_per_epoch=...)`, batches drawn on the device by a pure `fn(key) -> (x, y)`.
+        Host batches: `steps_per_call` of them are stacked into one compiled call (one
+        `lax.scan`), and the next call's stack is sent to the device while the current
+        one runs. A batch smaller than the first (a last partial batch) is dropped; any
+        other shape or dtype change is a ValueError. The first batch is checked like x/y
+        (shapes, dtype, finite, label range); later ones by shape and dtype. An iterator
+        that runs out is started again when the iterable allows it (a list, a
+        DataLoader), else it is a ValueError. Resuming, `fit` reads and skips the
+        batches the checkpointed run consumed (recorded in the checkpoint), so give it the
+        same stream from its start (a seeded generator).
+      steps_per_epoch: batches an epoch, for `data=` an iterable.
+      steps_per_call: host batches per compiled call (default up to 128, evened out over
+        the epoch: ceil(steps_per_epoch / calls)).
       epochs: the total; a run resumed from `checkpoint_dir` continues up to it.
       key: drives init (when `params` is None), permutations, dropout and augmentation.
       batch_size: minibatch size (last partial batch dropped); None: full batch.
@@ -92,150 +100,83 @@ def fit(
         loss, optimizer (its readable hyper-parameters), batch size, data size, l2,
         validation or augmentation differ from the checkpoint's is refused, naming what
         changed. The checkpoint folder is locked while `fit` runs.
-      log_dir: append one JSON object an epoch (epoch, loss, accuracy, validation
-        figures, seconds) to `<log_dir>/metrics.jsonl`, after every call.
-      mesh: a `jax.sharding.Mesh` with a "data" axis: shard every batch along it.
+      log_dir: append one JSON object an epoch (epoch, loss, accuracy, metrics,
+        validation figures, seconds) to `<log_dir>/metrics.jsonl`, after every call.
+      mesh: a `jax.sharding.Mesh` with a "data" axis: shard every batch along it (x/y).
+      metrics: `{"name": fn(outputs, targets) -> per-example values (N,)}`, pure jnp,
+        computed inside the compiled epoch (the mean over the epoch's batches, outputs in
+        training mode as the loss sees them) and on the validation set (`val_name`); in
+        the history, the progress bar and metrics.jsonl. `jnet.evaluate` takes the same.
+      callbacks: functions `callback(event) -> stop?` called after every compiled call
+        with a `jnet.train.Event(epoch, epochs, epoch_end, history, state)`; a true
+        result stops the run (checkpointed, when at an epoch's end). A callback's
+        `finish(state) -> state`, if it has one, may replace the state returned
+        (`jnet.train.early_stopping(..., restore_best=True)`); see also
+        `jnet.train.best_checkpoint`.
     Returns:
-      `(params, history)`; for a stateful network (e.g. with batch norm)
-      `((params, model_state), history)`. `history` is a dict of per-epoch lists:
-      epoch, loss, accuracy, val_loss, val_accuracy (with validation) and seconds.
+      `FitResult(params, model_state, history)` for every network (`model_state` is `()`
+      for a stateless one). `history` is a dict of per-epoch lists: epoch, loss,
+      accuracy, val_loss, val_accuracy (with validation) and seconds. The old two-way
+      unpacking `params, history = fit(...)` raises ValueError (too many values to unpack).
     Raises:
       ValueError for bad data or arguments, TypeError for arguments of the wrong kind
       (naming which), DivergenceError (with the last finite state) when the loss
       turns NaN or inf.
     """
-    arguments.network_and_loss("fit", net, loss)
-    optimizer, lr_label = arguments.optimizer("fit", optimizer)
-    arguments.prng_key("fit", key)
-    arguments.positive_int("fit", "epochs", epochs)
-    arguments.positive_int("fit", "eval_batch_size", eval_batch_size)
-    for name, value in [
-        ("batch_size", batch_size),
-        ("checkpoint_every", checkpoint_every),
-        ("epochs_per_call", epochs_per_call),
-    ]:
-        arguments.positive_int("fit", name, value, optional=True)
-    if validation is not None:
-        arguments.pair("fit", "validation", validation)
-    l2 = arguments.non_negative("fit", "l2 (the weight-decay factor)", l2)
-    allowed = check_allowed(allow_changes)
-    init_key, run_key = jax.random.split(key)
-    x_shape = np.shape(x)
-    state = init_state(net, optimizer, init_key, (1,) + tuple(x_shape[1:]), params)
-    arguments.float_params("fit", state.params)
-    x, y = validate_data(net, loss, state.params, x, y, "fit", state=state.model_state)
-    if validation is not None:
-        validation = validate_data(
-            net, loss, state.params, *validation, "fit(validation)", state=state.model_state
-        )
-    state = state._replace(key=run_key)
-    hyper = describe_optimizer(optimizer, state.opt_state)
-    bad_rates = [r for r in learning_rates(hyper) if not math.isfinite(r) or r < 0]
-    if bad_rates:
-        raise ValueError(
-            f"fit: the optimizer's learning rate is {bad_rates[0]:g}; it must be finite and "
-            ">= 0 (a negative rate climbs the loss)"
-        )
 
-    x, y, validation, state, batch_sharding = parallel.place(
-        mesh, x, y, validation, state, batch_size
-    )
-    history = new_history(validation is not None)
-    done = 0
-    settings = RunSettings(
-        net.name, loss.name, hyper, batch_size, int(x.shape[0]), float(l2),
-        validation is not None, getattr(augment, "__qualname__", None if augment is None else "?"),
+    config = configure(
+        net, loss, optimizer, epochs=epochs, key=key, batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch, steps_per_call=steps_per_call, params=params,
+        validation=validation, l2=l2, l2_mask=l2_mask, augment=augment,
+        checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+        epochs_per_call=epochs_per_call, allow_changes=allow_changes, log_dir=log_dir,
+        progress=progress, eval_batch_size=eval_batch_size, mesh=mesh, metrics=metrics,
+        callbacks=callbacks,
     )  # fmt: skip
-    checkpointer = None
-    if checkpoint_dir is not None:
-        checkpointer = Checkpointer(checkpoint_dir)
-    log = MetricsLog(log_dir) if log_dir is not None else None
-    bar = None
+    prep = prepare(config, x, y, data)
+    history = new_history(prep.validation is not None, tuple(config.metrics))
+    state, done = prep.state, 0
+    checkpointer = Checkpointer(checkpoint_dir) if checkpoint_dir is not None else None
+    out = Outputs(checkpointer, MetricsLog(log_dir) if log_dir is not None else None, None)
     try:
         if checkpointer is not None:
-            restored = checkpointer.restore_latest(state)
-            if restored is not None:
-                done, state, meta = restored
-                _check_resume(checkpoint_dir, done, epochs, meta["run"], settings, allowed)
-                history = {k: list(v) for k, v in meta["history"].items()}
-                print(
-                    f"fit: resuming from checkpoint {checkpointer.directory / str(done)} "
-                    f"(epoch {done} of {epochs})",
-                    file=sys.stderr,
-                )
-
-        limit = epochs_per_call or (FULL_BATCH_EPOCHS_PER_CALL if batch_size is None else 1)
-        per_call = choose_epochs_per_call(max(epochs - done, 1), limit, checkpoint_every, done)
-        engine = make_epochs(
-            net,
-            loss,
-            optimizer,
-            num_examples=x.shape[0],
-            batch_size=batch_size,
-            epochs=per_call,
-            l2=l2,
-            l2_mask=l2_mask,
-            augment=augment,
-            eval_batch_size=eval_batch_size,
-            sharding=batch_sharding,
-        )
-        no_stop = jnp.asarray(NO_STOP, jnp.int32)
-        bar = progress_bar(progress, epochs, done)
-        starts: list = []  # the states the last two calls began with, for the divergence replay
-        while done < epochs:
-            starts = starts[-1:] + [state]
-            start = time.perf_counter()
-            new_state, bad, metrics = engine.run(state, x, y, validation, no_stop)
-            metrics, bad = jax.device_get((metrics, bad))
-            seconds = (time.perf_counter() - start) / per_call
-            if bad[0] >= 0:
-                lr = learning_rate(lr_label, new_state.opt_state)
-                diverged(engine, starts, (x, y, validation), bad, metrics, done, history, lr,
-                         seconds)  # fmt: skip
-            state = new_state
-            record(history, metrics, done, per_call, seconds)
-            if log is not None:
-                log.append(history, len(history["epoch"]) - per_call)
-            done += per_call
-            if bar is not None:
-                bar.update(per_call)
-                bar.set_postfix(postfix(history))
-            save_now = done == epochs or (checkpoint_every and done % checkpoint_every == 0)
-            if checkpointer and save_now:
-                _save(checkpointer, done, state, history, settings)
+            state, history, done = _resume(prep, checkpointer, state, history)
+        prep = build_engine(prep, done)
+        out = out._replace(bar=progress_bar(progress, epochs, done))
+        state, history = train(prep, out, state, history, done)
     finally:
-        if bar is not None:
-            bar.close()
+        if out.bar is not None:
+            out.bar.close()
         if checkpointer is not None:
             checkpointer.close()
-    result = (state.params, state.model_state) if net.stateful else state.params
-    return result, history
+    for callback in config.callbacks:
+        finish = getattr(callback, "finish", None)
+        state = finish(state) if finish is not None else state
+    return FitResult(state.params, state.model_state if net.stateful else (), history)
 
 
-def _save(checkpointer, done: int, state, history: dict, settings: RunSettings) -> None:
-    """Saves, or raises a SaveError that still carries the trained state."""
-    meta = {"epoch": done, "history": history, "run": settings._asdict()}
-    try:
-        checkpointer.save(done, state, meta)
-    except (CheckpointError, OSError) as e:
-        raise SaveError(
-            f"fit: saving epoch {done} to {checkpointer.directory} failed ({e}); the trained "
-            "state is not lost: it is in this error's .state / .params, the history in "
-            ".history",
-            state,
-            history,
-        ) from e
+def _resume(prep, checkpointer, state, history):
+    """The newest good checkpoint's state, history and epoch; the host stream skipped on."""
+    restored = checkpointer.restore_latest(state)
+    if restored is None:
+        return state, history, 0
+    done, state, meta = restored
+    _check_resume(checkpointer.directory, done, prep.config, meta["run"], prep.settings)
+    skipped = None
+    if prep.feed is not None:
+        skipped = int(meta.get("batches", 0))
+        prep.feed.skip(skipped)
+    announce_resume(checkpointer, done, prep.config.epochs, skipped)
+    return state, {k: list(v) for k, v in meta["history"].items()}, done
 
 
-def _check_resume(
-    checkpoint_dir, done: int, epochs: int, saved: dict, run: RunSettings, allowed: frozenset
-):
-    if done > epochs:
+def _check_resume(checkpoint_dir, done: int, config, saved: dict, run: RunSettings):
+    if done > config.epochs:
         raise ValueError(
             f"fit: {checkpoint_dir} holds a checkpoint at epoch {done}, past the "
-            f"{epochs} epochs asked for; `epochs` is the run's total"
+            f"{config.epochs} epochs asked for; `epochs` is the run's total"
         )
-    differ = {k: v for k, v in differences(saved, run).items() if k not in allowed}
+    differ = {k: v for k, v in differences(saved, run).items() if k not in config.allowed}
     if differ:
         said = "; ".join(describe_change(k, *v) for k, v in differ.items())
         raise ValueError(

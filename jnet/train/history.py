@@ -11,10 +11,13 @@ from typing import Any
 METRICS_FILE = "metrics.jsonl"  # one JSON object an epoch, appended while the run goes
 
 
-def new_history(validation: bool) -> dict[str, list]:
-    history: dict[str, list] = {"epoch": [], "loss": [], "accuracy": [], "seconds": []}
+def new_history(validation: bool, metrics: tuple[str, ...] = ()) -> dict[str, list]:
+    """Empty columns: epoch, loss, accuracy, each metric, seconds, and with validation
+    `val_` + loss, accuracy and each metric."""
+    names = ("loss", "accuracy", *metrics)
+    history: dict[str, list] = {"epoch": []} | {k: [] for k in names} | {"seconds": []}
     if validation:
-        history |= {"val_loss": [], "val_accuracy": []}
+        history |= {f"val_{k}": [] for k in names}
     return history
 
 
@@ -51,10 +54,38 @@ def _plain(value: Any) -> Any:
 
 
 def postfix(history: dict[str, list]) -> dict[str, str]:
+    """The progress bar's figures: loss, accuracy, each metric, and their validation twins."""
     out = {"loss": f"{history['loss'][-1]:.4f}", "acc": f"{history['accuracy'][-1]:.3f}"}
     if "val_accuracy" in history:
         out["val_acc"] = f"{history['val_accuracy'][-1]:.3f}"
+    plain = ("epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy")
+    out |= {k: f"{v[-1]:.4g}" for k, v in history.items() if k not in plain}
     return out
+
+
+class EpochSums:
+    """A host-batches epoch's metrics, gathered over its compiled calls (weighted by steps)."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.steps = 0.0
+        self.seconds = 0.0
+
+    def add(self, metrics: dict, seconds: float) -> None:
+        n = float(metrics["steps"][0])
+        self.seconds += seconds
+        if n > 0:
+            for k, v in metrics.items():
+                if k != "steps":
+                    self.sums[k] = self.sums.get(k, 0.0) + float(v[0]) * n
+            self.steps += n
+
+    def take(self) -> dict:
+        """The epoch's means, as a one-epoch metrics dict; starts the next epoch."""
+        n = self.steps
+        means = {k: [v / n if n else math.nan] for k, v in self.sums.items()}
+        self.sums, self.steps = {}, 0.0
+        return means
 
 
 def progress(enabled: bool, total: int, initial: int):

@@ -22,7 +22,8 @@ class RunSettings(NamedTuple):
       loss: the loss's name.
       optimizer: the optimizer's hyper-parameters as far as they can be read (see
         `describe_optimizer`).
-      batch_size, num_examples, l2, validation: as passed to `fit`.
+      batch_size, num_examples, l2, validation: as passed to `fit` (for `data=`: the first
+        batch's size, and steps_per_epoch times it).
       augment: the augmentation function's qualified name, or None.
     """
 

@@ -18,6 +18,8 @@ from jnet.train.state import TrainState
 # A weight-decay mask: a pytree of bools shaped like the params, or a function of the
 # params returning one (as optax's `mask=` arguments take).
 DecayMask = Any | Callable[[Params], Any]
+# Metrics: name -> `fn(outputs, targets) -> per-example values (N,)`, pure jnp (e.g. top-5).
+Metrics = dict[str, Callable[[jax.Array, jax.Array], jax.Array]]
 
 
 def default_decay_mask(params: Params) -> Any:
@@ -58,15 +60,17 @@ def make_step(
     *,
     l2: float = 0.0,
     l2_mask: DecayMask | None = None,
+    metrics: Metrics | None = None,
 ) -> Callable[..., tuple[TrainState, dict]]:
-    """Returns the pure step `(state, (x, y), key) -> (state, {"loss", "accuracy"})`.
+    """Returns the pure step `(state, (x, y), key) -> (state, {"loss", "accuracy", ...})`.
 
     `key` feeds dropout and puts stateful layers in training mode (None: inference
     mode, no dropout). With `l2 > 0` the loss gains `l2 * l2_penalty(params, l2_mask)`
     and the hand-written gradient gains `l2 * w` for the decayed leaves: by default
     every leaf with 2 or more axes (kernels), not biases nor normalization
     scales/offsets; `l2_mask` (a bool pytree, or a function of the params returning
-    one) chooses otherwise. Metrics are those of the batch before the update. Wrap in
+    one) chooses otherwise. Metrics are those of the batch before the update, with each of
+    `metrics` (name -> `fn(outputs, targets)` per-example values) as its batch mean. Wrap in
     `jax.jit` (or use `train_step`), or call inside a larger compiled loop.
     """
     grads_fn = loss_and_grads(net, loss)
@@ -88,11 +92,12 @@ def make_step(
             grads = _add_l2_grad(grads, state.params, l2, l2_mask)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": value, "accuracy": accuracy(loss, outputs, y)}
+        values = {"loss": value, "accuracy": accuracy(loss, outputs, y)}
+        values |= {name: jnp.mean(fn(outputs, y)) for name, fn in (metrics or {}).items()}
         new = state._replace(
             params=params, opt_state=opt_state, step=state.step + 1, model_state=model_state
         )
-        return new, metrics
+        return new, values
 
     return step
 

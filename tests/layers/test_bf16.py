@@ -105,7 +105,7 @@ def test_bf16_trains_mnist_as_well_as_float32(data_dir):
     accs = {}
     for name, dtype in (("float32", None), ("bfloat16", BF16)):
         net = mlp(dtype, (64, 10))
-        params, _ = jnet.fit(
+        params, _, _ = jnet.fit(
             net,
             jnet.softmax_cross_entropy,
             optax.adam(3e-3),

@@ -326,7 +326,7 @@ def test_fit_trains_on_padded_sequences():
     net = jnet.serial(
         jnet.masking(), jnet.lstm(8), jnet.lstm(8, return_sequences=False), jnet.dense(2)
     )
-    params, history = jnet.fit(
+    params, _, history = jnet.fit(
         net, jnet.softmax_cross_entropy, 0.5, x, y, epochs=20, key=jax.random.key(0),
         batch_size=16, epochs_per_call=20, progress=False,
     )  # fmt: skip

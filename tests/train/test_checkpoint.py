@@ -49,7 +49,7 @@ def uninterrupted(blobs):
 def interrupted(blobs, tmp_path_factory):
     """A run stopped after 4 of 6 epochs, with checkpoints at epochs 2 and 4."""
     folder = tmp_path_factory.mktemp("interrupted")
-    params, history = run(blobs, 4, checkpoint_dir=folder, checkpoint_every=2)
+    params, _, history = run(blobs, 4, checkpoint_dir=folder, checkpoint_every=2)
     return folder, history
 
 
@@ -65,19 +65,19 @@ def checkpoints(interrupted, tmp_path):
 def resume(blobs, folder):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        params, history = run(blobs, 6, checkpoint_dir=folder, checkpoint_every=2)
+        params, _, history = run(blobs, 6, checkpoint_dir=folder, checkpoint_every=2)
     return params, history, [str(w.message) for w in caught if "corrupt" in str(w.message)]
 
 
 @pytest.mark.slow
 def test_resume_is_bit_exact(blobs, uninterrupted, interrupted, checkpoints):
     assert without_seconds(interrupted[1]) == {
-        k: v[:4] for k, v in uninterrupted[1].items() if k != "seconds"
+        k: v[:4] for k, v in uninterrupted.history.items() if k != "seconds"
     }
     params, history, complaints = resume(blobs, checkpoints)
     assert complaints == []
-    assert_trees_equal(params, uninterrupted[0])
-    assert without_seconds(history) == without_seconds(uninterrupted[1])
+    assert_trees_equal(params, uninterrupted.params)
+    assert without_seconds(history) == without_seconds(uninterrupted.history)
     assert set(history) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
     assert Checkpointer(checkpoints, lock=False).epochs() == [2, 4, 6]
 
@@ -86,9 +86,9 @@ def test_resume_is_bit_exact(blobs, uninterrupted, interrupted, checkpoints):
 def test_resume_full_batch_with_other_chunking(blobs, tmp_path):
     # Uninterrupted: two calls of 5 epochs. Interrupted: two calls of 2, then two of 3.
     full = dict(batch_size=None, validation=None)
-    params, history = run(blobs, 10, epochs_per_call=5, **full)
+    params, _, history = run(blobs, 10, epochs_per_call=5, **full)
     run(blobs, 4, epochs_per_call=2, checkpoint_dir=tmp_path, **full)
-    resumed, resumed_history = run(blobs, 10, epochs_per_call=3, checkpoint_dir=tmp_path, **full)
+    resumed, _, resumed_history = run(blobs, 10, epochs_per_call=3, checkpoint_dir=tmp_path, **full)
     assert_trees_equal(resumed, params)
     assert without_seconds(resumed_history) == without_seconds(history)
     assert history["epoch"] == list(range(1, 11))
@@ -121,8 +121,8 @@ def test_corrupt_newest_checkpoint_falls_back(blobs, uninterrupted, checkpoints,
     params, history, complaints = resume(blobs, checkpoints)
     assert len(complaints) == 1 and str(checkpoints / "4") in complaints[0], complaints
     # Resumed from epoch 2, the result is still that of the uninterrupted run.
-    assert_trees_equal(params, uninterrupted[0])
-    assert without_seconds(history) == without_seconds(uninterrupted[1])
+    assert_trees_equal(params, uninterrupted.params)
+    assert without_seconds(history) == without_seconds(uninterrupted.history)
     # The damaged checkpoint was replaced by a good one on the way.
     shutil.rmtree(checkpoints / "6")
     like = jnet.init_state(NET, optax.adam(1e-2), jax.random.key(0), (1, 10))
@@ -151,8 +151,8 @@ def test_leftover_temporary_folder_is_ignored(blobs, uninterrupted, checkpoints)
     truncate_every_file(tmp / "state")
     params, history, complaints = resume(blobs, checkpoints)
     assert complaints == []
-    assert_trees_equal(params, uninterrupted[0])
-    assert without_seconds(history) == without_seconds(uninterrupted[1])
+    assert_trees_equal(params, uninterrupted.params)
+    assert without_seconds(history) == without_seconds(uninterrupted.history)
 
 
 @pytest.mark.slow

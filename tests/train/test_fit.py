@@ -156,12 +156,12 @@ def small_fit(key, **kwargs):
 
 @pytest.mark.slow
 def test_same_key_same_run_bit_for_bit():
-    params_a, history_a = small_fit(jax.random.key(7))
-    params_b, history_b = small_fit(jax.random.key(7))
+    params_a, _, history_a = small_fit(jax.random.key(7))
+    params_b, _, history_b = small_fit(jax.random.key(7))
     assert_trees_equal(params_a, params_b)
     assert without_seconds(history_a) == without_seconds(history_b)
 
-    params_c, history_c = small_fit(jax.random.key(8))
+    params_c, _, history_c = small_fit(jax.random.key(8))
     assert history_c["loss"] != history_a["loss"]
     assert not np.array_equal(params_c[0]["w"], params_a[0]["w"])
 
@@ -171,7 +171,7 @@ def test_an_epoch_compiles_once_per_run(monkeypatch, caplog, tmp_path):
     x, y = blobs(103)
     engines = []
     make_epochs = train.make_epochs
-    fit_module = importlib.import_module("jnet.train.fit")  # the module, not jnet.train.fit()
+    fit_module = importlib.import_module("jnet.train.prepare")  # where fit builds its engine
     monkeypatch.setattr(
         fit_module,
         "make_epochs",
@@ -180,7 +180,7 @@ def test_an_epoch_compiles_once_per_run(monkeypatch, caplog, tmp_path):
     net = jnet.serial(jnet.dense(16), jnet.relu(), jnet.dense(3))
     caplog.set_level(logging.WARNING)
     with jax.log_compiles(True):
-        _, history = jnet.fit(
+        _, _, history = jnet.fit(
             net,
             CE,
             optax.adam(1e-2),

@@ -40,7 +40,7 @@ def test_tutorial_000_full_batch_gd_reaches_97_percent(mnist):
     (x, y), (x_test, y_test) = mnist
     x, y = x[:1000], y[:1000]
     net = tutorial_net()
-    params, history = jnet.fit(
+    params, _, history = jnet.fit(
         net, CE, 0.1, x, y, epochs=500, key=jax.random.key(0), progress=False
     )
 
@@ -61,7 +61,7 @@ def test_minibatch_adam_learns(mnist):
         jnet.relu(),
         jnet.dense(10, GLOROT, ZEROS),
     )
-    params, history = jnet.fit(
+    params, _, history = jnet.fit(
         net,
         CE,
         optax.adam(2e-3),
@@ -119,7 +119,7 @@ def test_divergence_full_batch_keeps_last_finite_state(blowup):
     assert e.history["epoch"] == list(range(1, bad + 1))
     assert np.all(np.isfinite(e.history["loss"]))
     # The state after bad - 1 updates, bit for bit: a run stopped there by hand.
-    params, history = jnet.fit(net, MSE, 1e3, x, y, epochs=bad - 1, key=key, progress=False)
+    params, _, history = jnet.fit(net, MSE, 1e3, x, y, epochs=bad - 1, key=key, progress=False)
     assert_trees_equal(e.params, params)
     assert e.history["loss"][: bad - 1] == history["loss"]
 
@@ -168,7 +168,7 @@ def test_divergence_with_checkpoints_never_saves_nan(blowup, tmp_path):
     e = info.value
     bad = global_step(e)
     # Calls of 2 epochs: the replay reaches back into the call before the bad one.
-    reference, _ = jnet.fit(net, MSE, 1e3, x, y, epochs=bad - 1, key=key, progress=False)
+    reference, _, _ = jnet.fit(net, MSE, 1e3, x, y, epochs=bad - 1, key=key, progress=False)
     assert_trees_equal(e.params, reference)
 
     # Every checkpoint left behind restores cleanly, is finite and predates the bad step.

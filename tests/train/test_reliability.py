@@ -66,7 +66,7 @@ def folder(stopped, tmp_path):
 def resume(blobs, folder, **kwargs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        params, history = run(blobs, 4, checkpoint_dir=folder, checkpoint_every=1, **kwargs)
+        params, _, history = run(blobs, 4, checkpoint_dir=folder, checkpoint_every=1, **kwargs)
     return params, history, [str(w.message) for w in caught if "corrupt" in str(w.message)]
 
 
@@ -86,8 +86,8 @@ def test_a_flipped_bit_in_the_newest_arrays_falls_back(blobs, uninterrupted, fol
     params, history, complaints = resume(blobs, folder)
     assert len(complaints) == 1 and str(folder / "3") in complaints[0]
     assert "\n" not in complaints[0] and len(complaints[0]) < 400  # one line, no spec dump
-    assert_trees_equal(params, uninterrupted[0])
-    assert without_seconds(history) == without_seconds(uninterrupted[1])
+    assert_trees_equal(params, uninterrupted.params)
+    assert without_seconds(history) == without_seconds(uninterrupted.history)
 
 
 @pytest.mark.slow
@@ -97,7 +97,7 @@ def test_arrays_that_read_cleanly_but_differ_are_caught(blobs, uninterrupted, fo
     params, history, complaints = resume(blobs, folder)
     assert len(complaints) == 1 and "does not match its digest" in complaints[0]
     assert "array .params[0]['b']" in complaints[0] or "array ." in complaints[0]  # leaf named
-    assert_trees_equal(params, uninterrupted[0])
+    assert_trees_equal(params, uninterrupted.params)
 
 
 @pytest.mark.slow
@@ -108,7 +108,7 @@ def test_an_edited_history_in_the_metadata_is_caught(blobs, uninterrupted, folde
     meta_file.write_text(json.dumps(meta))
     params, history, complaints = resume(blobs, folder)
     assert len(complaints) == 1 and "metadata does not match its digest" in complaints[0]
-    assert without_seconds(history) == without_seconds(uninterrupted[1])
+    assert without_seconds(history) == without_seconds(uninterrupted.history)
 
 
 # 2. A resume with other settings is refused, naming what changed.

@@ -45,7 +45,7 @@ def test_a_stateful_network_trains_its_state_and_evaluates_with_it(data, tmp_pat
     net = jnet.serial(running_mean(), jnet.dense(3))
     out_shape, params, state = net.init(jax.random.key(0), (1, 6))
     assert out_shape == (1, 3) and state[0]["mean"].shape == (6,) and state[1] == ()
-    (params, state), history = jnet.fit(net, CE, 0.1, x, y, epochs=3, batch_size=16,
+    params, state, history = jnet.fit(net, CE, 0.1, x, y, epochs=3, batch_size=16,
                                         key=jax.random.key(1), progress=False)  # fmt: skip
     assert np.allclose(state[0]["mean"], x.mean(0), atol=0.6)  # the forward moved it
     with pytest.raises(ValueError, match="stateful .* pass state="):
@@ -65,9 +65,9 @@ def test_the_model_state_survives_a_resume_bit_for_bit(data, tmp_path):
     x, y = data
     net = jnet.serial(running_mean(), jnet.dense(3))
     kw = dict(batch_size=16, key=jax.random.key(1), progress=False)
-    straight, _ = jnet.fit(net, CE, optax.adam(1e-2), x, y, epochs=4, **kw)
+    straight, _, _ = jnet.fit(net, CE, optax.adam(1e-2), x, y, epochs=4, **kw)
     jnet.fit(net, CE, optax.adam(1e-2), x, y, epochs=2, checkpoint_dir=tmp_path, **kw)
-    resumed, _ = jnet.fit(net, CE, optax.adam(1e-2), x, y, epochs=4, checkpoint_dir=tmp_path,
+    resumed, _, _ = jnet.fit(net, CE, optax.adam(1e-2), x, y, epochs=4, checkpoint_dir=tmp_path,
                           **kw)  # fmt: skip
     assert_trees_equal(resumed, straight)
 
@@ -94,10 +94,10 @@ def test_fit_decays_by_the_mask(data):
     _, p0 = net.init(jax.random.key(0), (1, 6))
     kw = dict(epochs=1, key=jax.random.key(0), progress=False, params=p0)
     lr, l2 = 0.1, 0.5
-    plain, _ = jnet.fit(net, CE, lr, x, y, **kw)
-    decayed, _ = jnet.fit(net, CE, lr, x, y, l2=l2, **kw)
+    plain, _, _ = jnet.fit(net, CE, lr, x, y, **kw)
+    decayed, _, _ = jnet.fit(net, CE, lr, x, y, l2=l2, **kw)
     everything = lambda p: jax.tree.map(lambda _: True, p)  # noqa: E731
-    all_decayed, _ = jnet.fit(net, CE, lr, x, y, l2=l2, l2_mask=everything, **kw)
+    all_decayed, _, _ = jnet.fit(net, CE, lr, x, y, l2=l2, l2_mask=everything, **kw)
     assert np.allclose(decayed[0]["w"], plain[0]["w"] - lr * l2 * p0[0]["w"])
     assert np.array_equal(decayed[0]["b"], plain[0]["b"])  # a bias is not decayed
     assert np.allclose(all_decayed[0]["b"], plain[0]["b"] - lr * l2 * p0[0]["b"])
@@ -114,9 +114,9 @@ def test_augmentation_runs_on_every_batch_with_its_own_key(data):
         return xb + jax.random.normal(key, xb.shape, xb.dtype)
 
     kw = dict(epochs=2, batch_size=16, key=jax.random.key(0), progress=False)
-    plain, _ = jnet.fit(net, CE, 0.1, x, y, **kw)
-    a, _ = jnet.fit(net, CE, 0.1, x, y, augment=noisy, **kw)
-    b, _ = jnet.fit(net, CE, 0.1, x, y, augment=noisy, **kw)
+    plain, _, _ = jnet.fit(net, CE, 0.1, x, y, **kw)
+    a, _, _ = jnet.fit(net, CE, 0.1, x, y, augment=noisy, **kw)
+    b, _, _ = jnet.fit(net, CE, 0.1, x, y, augment=noisy, **kw)
     assert seen == [(16, 6), (16, 6)]  # one trace per fit
     assert_trees_equal(a, b)  # same key, same augmentation
     assert not np.allclose(a[0]["w"], plain[0]["w"])
