@@ -71,6 +71,9 @@ def check_layer(
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         loss = LOSSES[loss]
+    # float64 without jax_enable_x64 is float32: say so with jnet's own warning (from
+    # check_gradients), not JAX's truncation warning at every draw.
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
     k_init, k_x, k_y, k_train = jax.random.split(jax.random.key(seed), 4)
     if isinstance(input_shape, jax.Array):
         x = input_shape
