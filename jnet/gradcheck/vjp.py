@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.gradcheck.compare import reverse_rows
-from jnet.gradcheck.report import NonFiniteInput, NothingToCheck, VJPReport
+from jnet.gradcheck.report import NonFiniteInput, NothingToCheck, VJPReport, VJPRow
 from jnet.gradcheck.tolerances import Tolerances, for_dtype, least_precise, warn_without_x64
 from jnet.trees import leaf_name
 
@@ -192,8 +192,15 @@ def vjp_report(
     rows, notes, precision = [], list(prep.notes), ""
     common = (prep.x, prep.in_labels)
     if 1 in orders:
-        got, more, precision = reverse_rows(fc, fr, *common, prep.out_labels, prep.tol, probes,
-                                            rng, name, 1, jit)  # fmt: skip
+        try:
+            got, more, precision = reverse_rows(fc, fr, *common, prep.out_labels, prep.tol,
+                                                probes, rng, name, 1, jit)  # fmt: skip
+        except (AssertionError, NotImplementedError) as e:  # JAX could not transpose a JVP rule
+            got = [VJPRow(name, i, o, 1, None, None, None, 0, False)
+                   for i in prep.in_labels for o in prep.out_labels]  # fmt: skip
+            more = [f"{name}: FAILED: JAX cannot derive the VJP by transposing f's custom_jvp "
+                    "rule (its tangent output must be linear in the input tangents; "
+                    f"jnet.check_jvp checks the rule): {type(e).__name__}: {e}"[:400]]  # fmt: skip
         rows, notes = rows + got, notes + more
     if 2 in orders:
         hc, hr = second_order_pair(fc, fr, prep.x, rng)

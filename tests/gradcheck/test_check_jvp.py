@@ -54,6 +54,8 @@ def test_a_rule_not_linear_in_its_tangent_fails_and_says_so():
     assert [r.passed for r in report.rows if r.mode == "vjp"] == [False]
     assert any("cannot derive the reverse mode by transposing the rule" in n
                and "linear in the input tangents" in n for n in report.notes)  # fmt: skip
+    report = jnet.check_vjp(nonlinear, X, probes=2)  # was a bare AssertionError
+    assert not report.ok and "by transposing f's custom_jvp rule" in str(report)
 
 
 def test_stop_gradient_inside_a_rule_fails_at_order_2():
