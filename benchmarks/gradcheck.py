@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
     repeats = 1 if args.quick else args.repeats
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"this tree": REPO} | {ref: _tree(ref, pathlib.Path(tmp)) for ref in args.ref}
+        trees = {"this tree": REPO} | {ref[:12]: _tree(ref, pathlib.Path(tmp)) for ref in args.ref}
         runs: dict[tuple[str, str], list[dict]] = {(t, k): [] for t in trees for k in args.tasks}
         for _ in range(repeats):  # interleaved: every tree and task once per round
             for task in args.tasks:
@@ -106,12 +106,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"gradient checker, cold (fresh process, after import); {os.cpu_count()} CPUs, "
           f"load average {load}; {repeats} process(es) per row")  # fmt: skip
-    head = f"{'task':<10} {'tree':<12} {'median s':>9} {'min s':>7} {'compiles':>8} " + (
+    wide = max(len(r["tree"]) for r in rows)
+    head = f"{'task':<10} {'tree':<{wide}} {'median s':>9} {'min s':>7} {'compiles':>8} " + (
         f"{'compile s':>9}  ok"
     )
     print(head + "\n" + "-" * len(head))
     for r in rows:
-        print(f"{r['task']:<10} {r['tree']:<12} {r['median_s']:>9.2f} {r['min_s']:>7.2f} "
+        print(f"{r['task']:<10} {r['tree']:<{wide}} {r['median_s']:>9.2f} {r['min_s']:>7.2f} "
               f"{r['compiles']:>8} {r['compile_s']:>9.2f}  {'yes' if r['ok'] else 'NO'}")
     for task, what in TASKS.items():
         if task in args.tasks:

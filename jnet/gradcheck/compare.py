@@ -24,7 +24,7 @@ import numpy as np
 
 from jnet.gradcheck.probes import RETRY_SUPPORT, STEPS, Probe, judge, line_values, unit_direction
 from jnet.gradcheck.report import VJPRow
-from jnet.gradcheck.tolerances import Tolerances, error_scale, fd_dtype, max_abs
+from jnet.gradcheck.tolerances import Tolerances, error_scale, fd_dtype, fd_floor, max_abs
 
 Leaves = list[jax.Array]
 
@@ -106,10 +106,13 @@ def reverse_rows(
             g_c[p, j] = [_np(g) for g in c]
             g_r[p, j] = None if r is None else [_np(g) for g in r]
 
+    def typical(g) -> float:  # |<g, u>| for a random unit u
+        return float(np.linalg.norm(g)) / math.sqrt(max(g.size, 1))
+
     def directional(p, i):
         grads = [g_c[p, j][i] for j in range(len(y))]
-        size = max(math.prod(np.shape(x[i])), 1)
-        scales = [float(np.linalg.norm(g)) / math.sqrt(size) for g in grads]
+        floors = [fd_floor(max(typical(g) for g in g_c[p, j]), tol) for j in range(len(y))]
+        scales = [max(typical(g), f) for g, f in zip(grads, floors, strict=True)]
         return (lambda u: [float(np.sum(g * u)) for g in grads]), scales
 
     found, avoided, precision = _differences(fc, x, len(y), cot, directional, tol, rng, jit)
@@ -160,7 +163,8 @@ def forward_rows(
             j_c[p, i], j_r[p, i] = push(i, unit_direction(rng, np.shape(x[i])))
 
     def directional(p, i):
-        scales = [float(np.linalg.norm(o)) for o in j_c[p, i]]  # typical |<v, J u>|
+        typical = [float(np.linalg.norm(o)) for o in j_c[p, i]]  # |<v, J u>| for a random v
+        scales = [max(t, fd_floor(max(typical), tol)) for t in typical]
 
         def along(u):
             return [float(np.sum(v * o)) for v, o in zip(cot[p], push(i, u)[0], strict=True)]
