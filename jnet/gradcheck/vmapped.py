@@ -12,6 +12,7 @@ from jnet.gradcheck.report import VJPRow
 from jnet.gradcheck.tolerances import Tolerances, error_scale, max_abs
 from jnet.gradcheck.vjp import vjp_report
 from jnet.layers.base import forward_with_state
+from jnet.layers.checks import BackwardError
 from jnet.network import apply
 from jnet.trees import leaf_name
 
@@ -42,15 +43,18 @@ def second_order_rows(net, loss, params, x, y, key, state, name, options) -> tup
 
 
 def _bare(net, params, x, key, state) -> bool:
-    """Whether the net's forward takes one example without its batch axis."""
+    """Whether the net's forward takes one example without its batch axis (as jax.vmap over
+    unbatched examples shows it)."""
 
     def out(x):
         return forward_with_state(net, params, x, key=key, state=state)[0]
 
     try:
         one, batch = jax.eval_shape(out, x[0]), jax.eval_shape(out, x)
-    except (ValueError, TypeError, IndexError):
-        return False
+    except (ValueError, TypeError, IndexError) as e:
+        # A combinator checks its children's backward while tracing its forward: a backward
+        # that fails on the bare shapes is what the note reports, not the forward.
+        return isinstance(e, BackwardError) or getattr(e, "in_backward", False)
     return one.shape == batch.shape[1:]
 
 
@@ -82,7 +86,7 @@ def per_example_rows(
     grad = jax.grad(through_apply, argnums=(0, 1) if with_x else 0)
     in_axes = (None, 0, 0, None if key is None else 0)
     per_example = jax.vmap(grad, in_axes=in_axes)
-    notes = _bare_note(net, params, x, y, key, state, keys, per_example, name)
+    notes = _bare_note(net, params, x, y, key, state, keys, per_example, name, with_x)
 
     # Compiled: one program for all examples under vmap, one run per example for the loop
     # (measured: cheaper to compile than a lax.map loop beside the vmap in one program).
@@ -111,17 +115,21 @@ def per_example_rows(
     ]
 
 
-def _bare_note(net, params, x, y, key, state, keys, per_example, name) -> list[str]:
+def _bare_note(net, params, x, y, key, state, keys, per_example, name, with_x) -> list[str]:
     """A note when the backward does not run under jax.vmap on bare examples (traced only)."""
     if not _bare(net, params, x, key, state):
         return []
+    head = (f"{name}: per-example gradients: the backward does not run under jax.vmap on "
+            f"bare examples of shape {tuple(x.shape[1:])} (checked on batches of one); ")
     try:
-        jax.eval_shape(per_example, params, x, y, keys)
+        got = jax.eval_shape(per_example, params, x, y, keys)
     except Exception as e:  # noqa: BLE001 - any error here is the backward's, reported as is
         msg = str(e).splitlines()[0][:200] if str(e) else ""
-        return [
-            f"{name}: per-example gradients: the backward does not run under jax.vmap on "
-            f"bare examples of shape {tuple(x.shape[1:])} (checked on batches of one); "
-            f"{type(e).__name__}: {msg}"
-        ]
+        return [f"{head}{type(e).__name__}: {msg}"]
+    want = [(leaf_name(p), np.shape(w)) for p, w in jax.tree_util.tree_flatten_with_path(params)[0]]
+    want += [("x", tuple(x.shape[1:]))] if with_x else []
+    for (where, shape), g in zip(want, jax.tree.leaves(got), strict=False):
+        if tuple(g.shape[1:]) != tuple(shape):  # e.g. x.T @ dy on (D,) vectors: a scalar
+            return [f"{head}it returns {where} of shape {tuple(g.shape[1:])} per example, "
+                    f"expected {tuple(shape)}"]  # fmt: skip
     return []
