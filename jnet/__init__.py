@@ -9,6 +9,7 @@ from jnet.evaluation import predict as predict
 from jnet.gradcheck import GradientCheckError as GradientCheckError
 from jnet.gradcheck import GradientReport as GradientReport
 from jnet.gradcheck import check_gradients as check_gradients
+from jnet.gradcheck import check_jvp as check_jvp
 from jnet.gradcheck import check_vjp as check_vjp
 from jnet.layers import Layer as Layer
 from jnet.layers import LayerError as LayerError

@@ -6,6 +6,7 @@ message is the full report (tables, tolerances, the failing layers).
     def test_my_layer():
         jnet.testing.assert_gradients(my_layer(), (8, 16))     # a layer and an input shape
         jnet.testing.assert_gradients(my_fn, (x, w), reference=my_fn_plain)   # any function
+        jnet.testing.assert_jvp(my_custom_jvp_fn, (x,), reference=plain, order=2)  # a JVP rule
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnet.gradcheck.jvp import check_jvp
 from jnet.gradcheck.report import GradientReport, VJPReport
 from jnet.gradcheck.user import check_layer
 from jnet.gradcheck.vjp import check_vjp
@@ -79,6 +81,39 @@ def assert_gradients(
         raise TypeError(
             f"assert_gradients: expected a jnet.Layer or a function; got {type(layer_or_fn)}"
         )
+    if not report.ok:
+        raise AssertionError(str(report))
+    return report
+
+
+def assert_jvp(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...] | Any,
+    *,
+    reference: Callable[..., Any] | None = None,
+    order: int = 1,
+    probes: int = 4,
+    seed: int = 0,
+    rtol: float | None = None,
+    fd_tol: float | None = None,
+    fd_eps: float | None = None,
+) -> VJPReport:
+    """Asserts that a function's forward-mode derivative (its `jax.custom_jvp` rule), and the
+    reverse mode JAX derives from it, are right: `jnet.check_jvp` as an assertion.
+
+    Args:
+      fn: the function; args: the tuple of its arguments (a single array is the only one).
+      reference, order, probes, seed, rtol, fd_tol, fd_eps: as for `jnet.check_jvp`.
+
+    Returns:
+      The passing report.
+    Raises:
+      AssertionError: with the report as its message, if any check fails.
+    """
+    if isinstance(args, jax.Array | np.ndarray) or not isinstance(args, tuple | list):
+        args = (args,)
+    report = check_jvp(fn, *args, reference=reference, order=order, probes=probes, seed=seed,
+                       rtol=rtol, fd_tol=fd_tol, fd_eps=fd_eps)  # fmt: skip
     if not report.ok:
         raise AssertionError(str(report))
     return report

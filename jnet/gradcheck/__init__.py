@@ -4,13 +4,16 @@
   rule, if any) against a reference's autodiff and finite differences (`vjp.py`).
 - `check_gradients(net, loss, params, x, y, ...)`: a network as a whole and each of its
   layers on its own, so a report names the faulty layer (`gradients.py`, `layers.py`).
-- `jnet.testing.assert_gradients`: the same, as an assertion for a test suite.
+- `check_jvp(f, *args, reference=None, order=1, ...)`: a function's forward mode (its
+  custom_jvp rule) and the reverse mode JAX derives from it by transposition (`jvp.py`).
+- `jnet.testing.assert_gradients`, `assert_jvp`: the same, as assertions for a test suite.
 - `jnet.gradcheck.registry.CASES`: the built-in layers, losses and tutorial architectures
   that the test suite and `python -m jnet.gradcheck` run over.
 
 The pieces: `probes.py` (random projections, finite differences, kinks), `compare.py` (the
-engine), `tolerances.py` (by dtype and size), `report.py` (tables and JSON), `vmapped.py`
-(second order and per-example gradients). docs/gradcheck.md explains the choices.
+one engine behind every verdict, reverse and forward mode), `tolerances.py` (by dtype and
+size), `report.py` (tables and JSON), `vmapped.py` (second order and per-example
+gradients). docs/gradcheck.md explains the choices.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.gradcheck.gradients import check_gradients as check_gradients
+from jnet.gradcheck.jvp import check_jvp as check_jvp
 from jnet.gradcheck.report import GradientCheckError as GradientCheckError
 from jnet.gradcheck.report import GradientReport as GradientReport
-from jnet.gradcheck.report import Row as Row
+from jnet.gradcheck.report import NonFiniteInput as NonFiniteInput
+from jnet.gradcheck.report import NothingToCheck as NothingToCheck
 from jnet.gradcheck.report import VJPReport as VJPReport
 from jnet.gradcheck.report import VJPRow as VJPRow
 from jnet.gradcheck.tolerances import TOLERANCES as TOLERANCES

@@ -9,22 +9,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.gradcheck import layers as per_layer
-from jnet.gradcheck.probes import RETRY_SUPPORT, STEPS, judge, line_values, unit_direction
-from jnet.gradcheck.report import GradientCheckError, GradientReport, Row
+from jnet.gradcheck.report import GradientCheckError, GradientReport, NonFiniteInput, VJPRow
 from jnet.gradcheck.tolerances import (
     Tolerances,
-    error_scale,
     fd_dtype,
     for_dtype,
     least_precise,
-    max_abs,
     warn_without_x64,
 )
-from jnet.gradcheck.vmapped import per_example_rows, second_order_rows
+from jnet.gradcheck.vjp import vjp_report
+from jnet.gradcheck.vmapped import network_losses, per_example_rows, second_order_rows
 from jnet.layers.base import Layer, Params, State, forward_with_state, init_with_state
 from jnet.losses import Loss
-from jnet.network import loss_and_grads
-from jnet.trees import leaf_name
 
 
 def check_gradients(
@@ -91,9 +87,9 @@ def check_gradients(
     x = jnp.asarray(x)
     leaves = jax.tree.leaves(params)
     for what, tree in (("params", params), ("x", x)):
-        if not all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(tree)
-                   if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)):  # fmt: skip
-            raise ValueError(f"check_gradients: {what} contain NaN or inf; nothing to check")
+        floats = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(a), float)]
+        if not all(np.isfinite(np.asarray(a, np.float64)).all() for a in floats):
+            raise NonFiniteInput(f"check_gradients: {what} contain NaN or inf; nothing to check")
     notes = []
     if net.stateful and state is None:
         state = init_with_state(net, jax.random.key(0), x.shape)[2]
@@ -105,8 +101,9 @@ def check_gradients(
         where="check_gradients",
     )  # fmt: skip
     warn_without_x64(tol.dtype, "check_gradients")
-    rows = _whole(net, loss, params, x, y, key, state, name, tol, seed)
     options = dict(probes=probes, seed=seed, rtol=rtol, fd_tol=fd_tol, fd_eps=fd_eps)
+    rows, more = _whole(net, loss, params, x, y, key, state, name, options)
+    notes += more
     layer_rows: list = []
     if layers:
         outputs = x
@@ -139,10 +136,10 @@ def _message(report: GradientReport, name: str, tol: Tolerances) -> str:
     bad = next((r for r in report.rows if not r.passed), None)
     lines = []
     if bad is not None:
+        fd = "kinks only" if bad.fd_err is None else f"{bad.fd_err:.2e}"
         lines.append(
-            f"{name}: gradient of leaf '{bad.leaf}' is wrong: rel err {bad.rel_err:.2e} vs "
-            f"jax.grad (tol {tol.rtol:.0e}), {bad.fd_err:.2e} vs finite differences "
-            f"(tol {tol.fd_tol:.0e})"
+            f"{name}: gradient of leaf '{bad.input}' is wrong: rel err {bad.rel_err:.2e} vs "
+            f"jax.grad (tol {tol.rtol:.0e}), {fd} vs finite differences (tol {tol.fd_tol:.0e})"
         )
     if report.failing_layers:
         lines.append(
@@ -160,81 +157,13 @@ def _message(report: GradientReport, name: str, tol: Tolerances) -> str:
     return "\n".join(lines)
 
 
-def _whole(net, loss, params, x, y, key, state, name, tol, seed) -> list[Row]:
-    """The whole network's rows: hand-written vs jax.grad, and one central difference."""
-
-    def value(p, x):
-        return loss.forward(forward_with_state(net, p, x, key=key, state=state)[0], y)[0]
-
-    hand = jax.jit(lambda p, x: loss_and_grads(net, loss)(p, x, y, key=key, state=state))
-    _, _, hand_p, hand_x, _ = hand(params, x)
-    with_x = jnp.issubdtype(x.dtype, jnp.floating)
-    ref_p, ref_x = (
-        jax.jit(jax.grad(value, argnums=(0, 1)))(params, x)
-        if with_x
-        else (jax.jit(jax.grad(value))(params, x), None)
-    )
-    if jax.tree.structure(hand_p) != jax.tree.structure(ref_p):
-        raise GradientCheckError(
-            f"{name}: backward returned dparams with structure {jax.tree.structure(hand_p)}, "
-            f"expected that of params, {jax.tree.structure(ref_p)}"
-        )
-    value_jit = jax.jit(value)
-    rng = np.random.default_rng(seed)
-
-    overall = max(max_abs(r) for r in jax.tree.leaves((ref_p, ref_x)))
-
-    def row(leaf, hand, ref, perturb):
-        hand, ref = np.asarray(hand, np.float64), np.asarray(ref, np.float64)
-        if hand.shape != ref.shape:
-            raise GradientCheckError(
-                f"{name}: gradient of {leaf} has shape {hand.shape}, expected {ref.shape}"
-            )
-        abs_err = max_abs(hand - ref)
-        rel_err = abs_err / error_scale(max_abs(ref), overall, tol)
-        fd_err, fd_ok, kink = _difference(hand, perturb, value_jit, tol, rng)
-        return Row(name, leaf, abs_err, rel_err, fd_err, bool(rel_err <= tol.rtol and fd_ok), kink)
-
-    rows = []
-    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    hand_leaves, ref_leaves = jax.tree.leaves(hand_p), jax.tree.leaves(ref_p)
-    for i, (path, leaf) in enumerate(flat):
-
-        def perturb(delta, i=i, leaf=leaf):
-            leaves = [p for _, p in flat]
-            leaves[i] = leaf + jnp.asarray(delta, leaf.dtype)
-            return jax.tree.unflatten(treedef, leaves), x
-
-        rows.append(row(leaf_name(path), hand_leaves[i], ref_leaves[i], perturb))
-    if with_x:
-        rows.append(
-            row("x", hand_x, ref_x, lambda delta: (params, x + jnp.asarray(delta, x.dtype)))
-        )
-    return rows
-
-
-def _difference(hand, perturb, value_jit, tol, rng) -> tuple[float, bool, bool]:
-    """`(fd_err, ok, kink)` for one leaf: a unit direction, retried sparser at a kink.
-
-    A unit direction keeps each entry's step tiny, so kinks are rarely crossed. The first
-    step is judged as `jax.test_util.check_grads` does; a miss is retried at smaller steps
-    and told from a kink by `probes.judge`.
-    """
-    first_err = None
-    for support in (1.0, *RETRY_SUPPORT):
-        v = unit_direction(rng, hand.shape, support)
-
-        def along(t, v=v):
-            return [np.asarray(value_jit(*perturb(t * v)), np.float64)]
-
-        analytic, base, diffs = float(np.sum(hand * v)), along(0.0), []
-        for fraction in STEPS:
-            diffs.append(line_values(along, base, tol.fd_eps * fraction, [np.ones(())], [0.0])[0])
-            central = diffs[-1][0]
-            err = abs(analytic - central) / (1 + abs(central))  # <= fd_tol: check_grads' pass
-            first_err = err if first_err is None else first_err
-            if abs(analytic - central) <= tol.fd_tol + tol.fd_tol * abs(central):  # check_grads'
-                return err, True, False
-        if judge(analytic, diffs, 0.0, tol.fd_tol).status == "fail":
-            return first_err, False, False
-    return first_err, True, True  # every direction tried crossed a kink
+def _whole(net, loss, params, x, y, key, state, name, options) -> tuple[list[VJPRow], list]:
+    """The whole network's rows, one per parameter leaf and `x` (output `loss`): the
+    hand-written gradient of the loss (`jax.vjp` through `apply`) against `jax.grad` of the
+    pure forward and finite differences of the loss, by the engine every check uses."""
+    through_apply, pure = network_losses(net, loss, y, key, state)
+    tolerances = {k: options[k] for k in ("rtol", "fd_tol", "fd_eps")}
+    report = vjp_report(through_apply, (params, x), pure, (1,), options["probes"],
+                        options["seed"], name, ("", "x"), True, tolerances)  # fmt: skip
+    rows = [r._replace(output="loss") for r in report.rows]
+    return rows, [n for n in report.notes if "skipped" not in n]  # an integer x: no row

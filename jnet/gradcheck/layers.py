@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jnet.gradcheck.report import VJPRow
-from jnet.gradcheck.vjp import check_vjp
+from jnet.gradcheck.report import NonFiniteInput, NothingToCheck, VJPRow
+from jnet.gradcheck.vjp import vjp_report
 from jnet.layers.base import Layer, Params, State, forward_with_state
 from jnet.layers.combinators import address
 from jnet.losses import Loss
@@ -70,7 +70,7 @@ def sites(net: Layer, params: Params, x: Any, *, key: Any = None, state: State =
                 y = None
             whole = forward_with_state(layer, p, x, key=key, state=state)[0]
             if y is not None and jax.tree.structure(whole) == jax.tree.structure(y) and all(
-                np.array_equal(np.asarray(a), np.asarray(b))
+                np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
                 for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(y), strict=True)
             ):
                 return y
@@ -85,7 +85,7 @@ def sites(net: Layer, params: Params, x: Any, *, key: Any = None, state: State =
 def check_site(site: Site, **options: Any) -> tuple[list[VJPRow], list[str]]:
     """One layer's hand-written backward against `jax.vjp` of its forward, and FD.
 
-    `options` go to `check_vjp` (order, probes, seed, rtol, fd_tol, fd_eps, jit).
+    `options` go to `check_vjp` (order, probes, seed, rtol, fd_tol, fd_eps).
     """
     layer, key, state = site.layer, site.key, site.state
     applied = apply(layer)
@@ -98,7 +98,26 @@ def check_site(site: Site, **options: Any) -> tuple[list[VJPRow], list[str]]:
     def pure(p, x):  # jax.vjp of this differentiates the forward
         return forward_with_state(layer, p, x, key=key, state=state)[0]
 
-    return _checked(hand, pure, (site.params, site.x), ("", "x"), site.address, options)
+    rows, notes = _checked(hand, pure, (site.params, site.x), ("", "x"), site.address, options)
+    return rows, _none_note(site, pure) + notes
+
+
+def _none_note(site: Site, pure) -> list[str]:
+    """A note when the backward returns None for dx: the contract's zero gradient, which
+    the rows then judge (a layer whose input matters fails, under its own address)."""
+
+    def backward(p, x):
+        y, cache, _ = forward_with_state(site.layer, p, x, key=site.key, state=site.state)
+        return site.layer.backward(p, cache, y)[1]
+
+    try:
+        dx = jax.eval_shape(backward, site.params, site.x)
+    except Exception:  # noqa: BLE001 - a backward that does not trace is judged by the rows
+        return []
+    if dx is not None:
+        return []
+    return [f"{site.address}: backward returned None for dx: taken as a zero gradient of its "
+            "input (jnet's contract), judged as such"]  # fmt: skip
 
 
 def check_loss(loss: Loss, outputs: Any, targets: Any, **options: Any) -> tuple[list, list]:
@@ -112,11 +131,15 @@ def check_loss(loss: Loss, outputs: Any, targets: Any, **options: Any) -> tuple[
 
 
 def _checked(hand, pure, args, names, where, options) -> tuple[list[VJPRow], list[str]]:
+    order = options.pop("order", 1)
+    tolerances = {k: options.pop(k, None) for k in ("rtol", "fd_tol", "fd_eps")}
+    orders = (1, 2) if order == 2 else (1,)
     try:
-        report = check_vjp(hand, *args, reference=pure, name=where, names=names, **options)
-    except ValueError as e:
-        if "nothing to check" in str(e):  # e.g. integer input and no parameters
-            return [], [f"{where}: not checked on its own ({e})"]
-        raise
-    # The precision note is the same for every layer: check_gradients states it once.
-    return report.rows, [n for n in report.notes if "evaluated in" not in n]
+        report = vjp_report(hand, args, pure, orders, options.pop("probes", 2),
+                            options.pop("seed", 0), where, names, True, tolerances)  # fmt: skip
+    except NothingToCheck as e:  # e.g. integer input and no parameters
+        return [], [f"{where}: not checked on its own ({e})"]
+    except NonFiniteInput as e:  # the layers before it made NaN or inf: a fault, not a skip
+        row = VJPRow(where, "x", "out", 1, None, None, None, 0, False)
+        return [row], [f"{where}: FAILED: its input holds NaN or inf ({e})"]
+    return report.rows, report.notes

@@ -1,8 +1,9 @@
 """Reports: what was compared, how far apart, which tolerances, printed as tables.
 
-`VJPReport` is what `check_vjp` returns (one row per input leaf and output leaf, per order);
-`GradientReport` is what `check_gradients` returns: the whole network's table (one row per
-parameter leaf and `x`, as before) plus one `VJPRow` per layer leaf checked on its own.
+`VJPReport` is what `check_vjp` and `check_jvp` return (one row per input leaf and output
+leaf, per order and mode); `GradientReport` is what `check_gradients` returns: the whole
+network's rows (one per parameter leaf and `x`, output `loss`) and one per layer leaf checked
+on its own. Every row is a `VJPRow`, computed by one engine (`compare.py`).
 """
 
 from __future__ import annotations
@@ -17,16 +18,12 @@ class GradientCheckError(ValueError):
     """A hand-written gradient disagrees with jax.grad or finite differences."""
 
 
-class Row(NamedTuple):
-    """One parameter leaf (or `x`, the input) of one checked network, as a whole."""
+class NothingToCheck(ValueError):
+    """No floating-point argument or output: there is no derivative to check."""
 
-    case: str
-    leaf: str
-    abs_err: float  # max |hand - jax.grad|
-    rel_err: float  # max |hand - jax.grad| / max |jax.grad| (tolerances.error_scale's floor)
-    fd_err: float  # |<hand, v> - central difference c along v| / (1 + |c|), as check_grads
-    passed: bool
-    kink: bool = False  # the difference crossed a kink: not counted against the leaf
+
+class NonFiniteInput(ValueError):
+    """A checked input holds NaN or inf: no derivative there can be judged right."""
 
 
 class VJPRow(NamedTuple):
@@ -41,6 +38,7 @@ class VJPRow(NamedTuple):
     fd_err: float | None  # worst |<vjp, u> - finite difference| / scale over the probes
     kinks: int  # probes whose difference crossed a kink (left out of fd_err)
     passed: bool
+    mode: str = "vjp"  # "vjp": reverse mode; "jvp": forward mode (check_jvp)
 
 
 def _num(x: float | None) -> str:
@@ -52,29 +50,41 @@ def _finite(x: float | None) -> float | None:
 
 
 def vjp_table(rows: list[VJPRow]) -> str:
-    """Verdict first, so a line never ends in its verdict (whole-network rows do)."""
+    """Verdict first; each text column as wide as its longest entry, so a long case name
+    never pushes the numbers out of line. A mode column only when forward mode is in it."""
+    modes = any(r.mode != "vjp" for r in rows)
+    widths = [
+        max([len(title), *(len(getattr(r, field)) for r in rows)])
+        for title, field in (("case", "case"), ("input", "input"), ("output", "output"))
+    ]
+    wc, wi, wo = widths
+    mode_head = f" {'mode':<4}" if modes else ""
     head = (
-        f"{'verdict':<7} {'case':<26} {'input':<12} {'output':<10} {'ord':>3} "
-        f"{'rel err':>9} {'fd err':>9} {'kinks':>5}"
+        f"{'verdict':<7} {'case':<{wc}} {'input':<{wi}} {'output':<{wo}}{mode_head} {'ord':>3} "
+        f"{'abs err':>9} {'rel err':>9} {'fd err':>9} {'kinks':>5}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
+        mode = f" {r.mode:<4}" if modes else ""
         lines.append(
-            f"{'ok' if r.passed else 'FAIL':<7} {r.case:<26} {r.input:<12} {r.output:<10} "
-            f"{r.order:>3} {_num(r.rel_err):>9} {_num(r.fd_err):>9} {r.kinks:>5}"
+            f"{'ok' if r.passed else 'FAIL':<7} {r.case:<{wc}} {r.input:<{wi}} "
+            f"{r.output:<{wo}}{mode} {r.order:>3} {_num(r.abs_err):>9} {_num(r.rel_err):>9} "
+            f"{_num(r.fd_err):>9} {r.kinks:>5}"
         )
     return "\n".join(lines)
 
 
 class VJPReport(NamedTuple):
-    """The result of `check_vjp`.
+    """The result of `check_vjp` (and of `check_jvp`, whose `title` it is then).
 
     Attributes:
       name: the checked function's name.
-      rows: one `VJPRow` per (input leaf, output leaf, order).
-      notes: what was skipped (integer arguments or outputs), kinks, precision used.
+      rows: one `VJPRow` per (input leaf, output leaf, order, mode).
+      notes: what was skipped (integer arguments or outputs), kinks, failures explained.
       tolerances: the `Tolerances` used.
       probes: random cotangent/direction pairs per row.
+      precision: the dtype(s) the finite differences were evaluated in.
+      title: `check_vjp` or `check_jvp`, the header of `str(report)`.
     """
 
     name: str
@@ -82,6 +92,8 @@ class VJPReport(NamedTuple):
     notes: list[str]
     tolerances: Tolerances
     probes: int
+    precision: str = ""
+    title: str = "check_vjp"
 
     @property
     def ok(self) -> bool:
@@ -104,8 +116,10 @@ class VJPReport(NamedTuple):
 
     def __str__(self) -> str:
         verdict = "ok" if self.ok else f"FAILED: {len(self.failing)} of {len(self.rows)} rows"
-        lines = [f"check_vjp({self.name}): {verdict}", self.table(), self.tolerances.describe()]
+        lines = [f"{self.title}({self.name}): {verdict}", self.table(), self.tolerances.describe()]
         lines.append(f"probes: {self.probes} random cotangent/direction pairs per row")
+        if self.precision:
+            lines.append(f"finite differences evaluated in {self.precision}")
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,6 +128,7 @@ class VJPReport(NamedTuple):
             "name": self.name,
             "ok": self.ok,
             "probes": self.probes,
+            "precision": self.precision,
             "tolerances": self.tolerances._asdict(),
             "rows": [_row_dict(r) for r in self.rows],
             "notes": list(self.notes),
@@ -128,7 +143,8 @@ class GradientReport(NamedTuple):
     """The result of `check_gradients`.
 
     Attributes:
-      rows: the whole network: one `Row` per parameter leaf, then `x`.
+      rows: the whole network: one `VJPRow` per parameter leaf, then `x` (output `loss`):
+        the hand-written gradient of the loss against `jax.grad` of the pure forward.
       layers: each layer (and the loss) checked on its own, on the activations that flow
         into it: its hand-written backward against `jax.vjp` of its forward, and finite
         differences. `failing_layers` reads these.
@@ -138,7 +154,7 @@ class GradientReport(NamedTuple):
       tolerances: the `Tolerances` used for `layers` and `extra`.
     """
 
-    rows: list[Row]
+    rows: list[VJPRow]
     layers: list[VJPRow] = []
     extra: list[VJPRow] = []
     notes: list[str] = []
@@ -155,15 +171,7 @@ class GradientReport(NamedTuple):
 
     def table(self) -> str:
         """The whole network's table: one line per parameter leaf and `x`."""
-        head = f"{'case':<34} {'leaf':<10} {'abs err':>9} {'rel err':>9} {'fd err':>9}  verdict"
-        lines = [head, "-" * len(head)]
-        for r in self.rows:
-            verdict = "ok" if r.passed and not r.kink else ("kink" if r.passed else "FAIL")
-            lines.append(
-                f"{r.case:<34} {r.leaf:<10} {r.abs_err:>9.1e} {r.rel_err:>9.1e} "
-                f"{r.fd_err:>9.1e}  {verdict}"
-            )
-        return "\n".join(lines)
+        return vjp_table(self.rows)
 
     def __str__(self) -> str:
         parts = [self.table()]

@@ -134,6 +134,18 @@ def error_scale(scale: float, overall: float, tol: Tolerances) -> float:
     return max(scale, floor, float(np.finfo(np.float64).tiny))
 
 
+def fd_floor(overall: float, tol: Tolerances) -> float:
+    """The least scale a finite-difference comparison is judged against (`probes.judge`'s
+    `scale`): the rounding level of the whole derivative, `overall` being the largest typical
+    projection `|<g, u>|` of any leaf. As in `error_scale`: a leaf whose gradient is zero in
+    exact arithmetic (a conv bias before a training batch norm) comes out as rounding
+    noise, which differences of the exact function do not reproduce. A real error of more
+    than `10 eps * overall` still fails."""
+    if tol.fd_tol <= 0 or not math.isfinite(overall):
+        return 0.0
+    return overall * min(10 * float(jnp.finfo(tol.dtype).eps) / tol.fd_tol, 1.0)
+
+
 _warned_x64 = False
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jnet import losses
-from jnet.gradcheck.case import targets_for
 from jnet.gradcheck.gradients import check_gradients
 from jnet.gradcheck.report import GradientReport
 from jnet.layers.base import Layer, init_with_state
@@ -23,6 +23,15 @@ LOSSES = {
     "softmax_cross_entropy": losses.softmax_cross_entropy,
     "sigmoid_binary_cross_entropy": losses.sigmoid_binary_cross_entropy,
 }
+
+
+def _targets(loss_name: str, rng: np.random.Generator, out_shape: tuple, dtype: Any):
+    """Targets that fit the loss, as `case.targets_for` draws them, with numpy."""
+    if loss_name == "softmax_cross_entropy":
+        return rng.integers(0, out_shape[-1], out_shape[:-1])  # labels
+    if loss_name == "sigmoid_binary_cross_entropy":
+        return rng.integers(0, 2, out_shape[:1]).astype(dtype)  # (N,), outputs (N, 1)
+    return rng.standard_normal(out_shape).astype(dtype)
 
 
 def load_factory(spec: str) -> Layer:
@@ -71,21 +80,28 @@ def check_layer(
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         loss = LOSSES[loss]
-    k_init, k_x, k_y, k_train = jax.random.split(jax.random.key(seed), 4)
+    # float64 without jax_enable_x64 is float32: say so with jnet's own warning (from
+    # check_gradients), not JAX's truncation warning at every draw.
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    # Inputs and targets are drawn with numpy: jax.random would compile a program per draw,
+    # which cost more than the check of a small layer itself.
+    rng = np.random.default_rng(seed)
     if isinstance(input_shape, jax.Array):
         x = input_shape
     else:
-        x = jax.random.normal(k_x, tuple(int(d) for d in input_shape), dtype)
-    out_shape, params, state = init_with_state(layer, k_init, x.shape)
+        x = jnp.asarray(rng.standard_normal(tuple(int(d) for d in input_shape)).astype(dtype))
+    out_shape, params, state = init_with_state(layer, jax.random.key(seed), x.shape)
 
     def cast(a):
-        return a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+        floating = jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != dtype
+        return a.astype(dtype) if floating else a
 
     params, state = jax.tree.map(cast, params), jax.tree.map(cast, state)
-    y = targets_for(loss)(k_y, out_shape, dtype)
+    y = jnp.asarray(_targets(loss.name, rng, tuple(out_shape), dtype))
+    k_train = jax.random.key(seed + 1) if training else None
     options.setdefault("raise_on_failure", False)
     options.setdefault("name", layer.name)
     return check_gradients(
-        layer, loss, params, x, y, key=k_train if training else None,
+        layer, loss, params, x, y, key=k_train,
         state=state if layer.stateful else None, seed=seed, **options,
     )  # fmt: skip

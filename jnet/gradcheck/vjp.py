@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.gradcheck.compare import first_order
-from jnet.gradcheck.report import VJPReport
-from jnet.gradcheck.tolerances import for_dtype, least_precise, warn_without_x64
+from jnet.gradcheck.compare import reverse_rows
+from jnet.gradcheck.report import NonFiniteInput, NothingToCheck, VJPReport, VJPRow
+from jnet.gradcheck.tolerances import Tolerances, for_dtype, least_precise, warn_without_x64
 from jnet.trees import leaf_name
 
 
@@ -33,8 +33,83 @@ def _is_float_array(a: Any) -> bool:
     return isinstance(a, jax.Array | np.ndarray) and jnp.issubdtype(a.dtype, jnp.floating)
 
 
+def _is_float(o: Any) -> bool:  # an output, as jax.eval_shape gives it
+    return hasattr(o, "dtype") and jnp.issubdtype(o.dtype, jnp.floating)
+
+
 def _kind(a: Any) -> str:
     return str(a.dtype) if hasattr(a, "dtype") else type(a).__name__
+
+
+class Prepared(NamedTuple):
+    """A function of pytrees as the engine takes it: floating-point leaves in, out."""
+
+    x: list[jax.Array]  # the floating-point input leaves
+    in_labels: list[str]
+    out_labels: list[str]  # of the floating-point output leaves
+    lift: Callable[[Callable], Callable]  # f -> (float input leaves -> float output leaves)
+    notes: list[str]  # what was skipped
+    tol: Tolerances
+
+
+def prepare(
+    f: Callable, args: tuple, names: Sequence[str] | None, where: str, tolerances: dict
+) -> Prepared:
+    """Flattens `f(*args)` to floating-point leaves; refuses what cannot be checked.
+
+    Raises `NothingToCheck` (no floating-point argument or output) and `NonFiniteInput`
+    (NaN or inf in a checked argument), both ValueErrors, by name.
+    """
+    if names is not None and len(names) != len(args):
+        raise ValueError(f"{where}: {len(names)} names for {len(args)} arguments")
+    flat, treedef = jax.tree_util.tree_flatten_with_path(args)
+    leaves = [leaf for _, leaf in flat]
+    labels = [_label(path, names) for path, _ in flat]
+    diff = [i for i, leaf in enumerate(leaves) if _is_float_array(leaf)]
+    notes = [
+        f"{labels[i]}: {_kind(leaves[i])}, skipped (not a floating-point array)"
+        for i in range(len(leaves))
+        if i not in diff
+    ]
+    if not diff:
+        raise NothingToCheck(f"{where}: no floating-point array among the arguments")
+    x = [jnp.asarray(leaves[i]) for i in diff]
+    for i, a in zip(diff, x, strict=True):
+        if not np.isfinite(np.asarray(a, np.float64)).all():
+            raise NonFiniteInput(f"{where}: {labels[i]} contains NaN or inf")
+
+    def call(fun, xs):
+        full = list(leaves)
+        for k, i in enumerate(diff):
+            full[i] = xs[k]
+        return fun(*jax.tree.unflatten(treedef, full))
+
+    out_flat = jax.tree_util.tree_flatten_with_path(jax.eval_shape(lambda xs: call(f, xs), x))[0]
+    keep = [j for j, (_, o) in enumerate(out_flat) if _is_float(o)]
+    out_labels = ["out" + ("." + leaf_name(p) if p else "") for p, _ in out_flat]
+    notes += [
+        f"{out_labels[j]}: {_kind(o)}, skipped (not a floating-point array)"
+        for j, (_, o) in enumerate(out_flat)
+        if j not in keep
+    ]
+    if not keep:
+        raise NothingToCheck(f"{where}: no floating-point output")
+
+    def lift(fun):
+        def g(xs):
+            o = jax.tree.leaves(call(fun, xs))
+            if len(o) != len(out_flat):
+                raise ValueError(
+                    f"{where}: the reference returns {len(o)} output leaves, f {len(out_flat)}"
+                )
+            return [o[j] for j in keep]
+
+        return g
+
+    size = sum(math.prod(a.shape) for a in x)
+    tol = for_dtype(least_precise(x), size, where=where, **tolerances)
+    in_labels = [labels[i] for i in diff]
+    return Prepared(x, in_labels, [out_labels[j] for j in keep], lift, notes, tol)
 
 
 def check_vjp(
@@ -90,77 +165,50 @@ def check_vjp(
       with the tolerances and notes), `.to_dict()` (JSON-able).
 
     Raises:
-      ValueError: no floating-point argument or output, non-finite inputs, a bad `order` or
-        `probes`, mismatched reference outputs, or a dtype without default tolerances.
+      NothingToCheck: no floating-point argument or output; NonFiniteInput: NaN or inf in a
+        checked argument (both ValueErrors). ValueError: a bad `order` or `probes`,
+        mismatched reference outputs, or a dtype without default tolerances.
     """
     name = name or getattr(f, "__name__", type(f).__name__)
-    where = f"check_vjp({name})"
     if order not in (1, 2):
-        raise ValueError(f"{where}: order must be 1 or 2; got {order!r}")
+        raise ValueError(f"check_vjp({name}): order must be 1 or 2; got {order!r}")
+    orders = (1, 2) if order == 2 else (1,)
+    return vjp_report(f, args, reference, orders, probes, seed, name, names, jit,
+                      dict(rtol=rtol, fd_tol=fd_tol, fd_eps=fd_eps))  # fmt: skip
+
+
+def vjp_report(
+    f: Callable, args: tuple, reference: Callable | None, orders: tuple[int, ...], probes: int,
+    seed: int, name: str, names: Sequence[str] | None, jit: bool, tolerances: dict,
+) -> VJPReport:  # fmt: skip
+    """`check_vjp` for the given orders (`check_gradients` asks for order 2 alone)."""
+    where = f"check_vjp({name})"
     if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
         raise ValueError(f"{where}: probes must be an int >= 1; got {probes!r}")
-    if names is not None and len(names) != len(args):
-        raise ValueError(f"{where}: {len(names)} names for {len(args)} arguments")
-    flat, treedef = jax.tree_util.tree_flatten_with_path(args)
-    leaves = [leaf for _, leaf in flat]
-    labels = [_label(path, names) for path, _ in flat]
-    diff = [i for i, leaf in enumerate(leaves) if _is_float_array(leaf)]
-    notes = [
-        f"{labels[i]}: {_kind(leaves[i])}, skipped (not a floating-point array)"
-        for i in range(len(leaves))
-        if i not in diff
-    ]
-    if not diff:
-        raise ValueError(f"{where}: no floating-point array among the arguments; nothing to check")
-    x = [jnp.asarray(leaves[i]) for i in diff]
-    for i, a in zip(diff, x, strict=True):
-        if not bool(jnp.all(jnp.isfinite(a))):
-            raise ValueError(f"{where}: {labels[i]} contains NaN or inf; nothing to check")
-
-    def call(fun, xs):
-        full = list(leaves)
-        for k, i in enumerate(diff):
-            full[i] = xs[k]
-        return fun(*jax.tree.unflatten(treedef, full))
-
-    out_flat = jax.tree_util.tree_flatten_with_path(f(*args))[0]
-    keep = [j for j, (_, o) in enumerate(out_flat) if _is_float_array(o)]
-    out_labels = ["out" + ("." + leaf_name(p) if p else "") for p, _ in out_flat]
-    notes += [
-        f"{out_labels[j]}: {_kind(o)}, skipped (not a floating-point array)"
-        for j, (_, o) in enumerate(out_flat)
-        if j not in keep
-    ]
-    if not keep:
-        raise ValueError(f"{where}: no floating-point output; nothing to check")
-
-    def outputs(fun):
-        def g(xs):
-            o = jax.tree.leaves(call(fun, xs))
-            if len(o) != len(out_flat):
-                raise ValueError(
-                    f"{where}: the reference returns {len(o)} output leaves, f {len(out_flat)}"
-                )
-            return [o[j] for j in keep]
-
-        return g
-
-    size = sum(math.prod(a.shape) for a in x)
-    tol = for_dtype(least_precise(x), size, rtol=rtol, fd_tol=fd_tol, fd_eps=fd_eps, where=where)
-    warn_without_x64(tol.dtype, "check_vjp")
+    prep = prepare(f, args, names, where, tolerances)
+    warn_without_x64(prep.tol.dtype, "check_vjp")
     rng = np.random.default_rng(seed)
-    in_labels = [labels[i] for i in diff]
-    fc, fr = outputs(f), None if reference is None else outputs(reference)
-    kept = [out_labels[j] for j in keep]
-    rows, more = first_order(fc, fr, x, in_labels, kept, tol, probes, rng, name, 1, jit)
-    if order == 2:
-        hc, hr = second_order_pair(fc, fr, x, rng)
-        grad_labels = [f"d/d{lab}" for lab in in_labels]
-        rows2, more2 = first_order(
-            hc, hr, x, in_labels, grad_labels, tol, probes, rng, name, 2, jit
-        )
-        rows, more = rows + rows2, more + more2
-    return VJPReport(name, rows, notes + more, tol, probes)
+    fc, fr = prep.lift(f), None if reference is None else prep.lift(reference)
+    rows, notes, precision = [], list(prep.notes), ""
+    common = (prep.x, prep.in_labels)
+    if 1 in orders:
+        try:
+            got, more, precision = reverse_rows(fc, fr, *common, prep.out_labels, prep.tol,
+                                                probes, rng, name, 1, jit)  # fmt: skip
+        except (AssertionError, NotImplementedError) as e:  # JAX could not transpose a JVP rule
+            got = [VJPRow(name, i, o, 1, None, None, None, 0, False)
+                   for i in prep.in_labels for o in prep.out_labels]  # fmt: skip
+            more = [f"{name}: FAILED: JAX cannot derive the VJP by transposing f's custom_jvp "
+                    "rule (its tangent output must be linear in the input tangents; "
+                    f"jnet.check_jvp checks the rule): {type(e).__name__}: {e}"[:400]]  # fmt: skip
+        rows, notes = rows + got, notes + more
+    if 2 in orders:
+        hc, hr = second_order_pair(fc, fr, prep.x, rng)
+        grad_labels = [f"d/d{lab}" for lab in prep.in_labels]
+        got, more, precision = reverse_rows(hc, hr, *common, grad_labels, prep.tol, probes, rng,
+                                            name, 2, jit)  # fmt: skip
+        rows, notes = rows + got, notes + more
+    return VJPReport(name, rows, notes, prep.tol, probes, precision)
 
 
 def second_order_pair(fc: Callable, fr: Callable | None, x: list, rng: np.random.Generator):

@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jnet.gradcheck.compare import compiled
 from jnet.gradcheck.report import VJPRow
 from jnet.gradcheck.tolerances import Tolerances, error_scale, max_abs
-from jnet.gradcheck.vjp import check_vjp
+from jnet.gradcheck.vjp import vjp_report
 from jnet.layers.base import forward_with_state
 from jnet.layers.checks import BackwardError
 from jnet.network import apply
@@ -18,7 +19,7 @@ from jnet.trees import leaf_name
 EXAMPLES = 4  # per-example gradients checked on the first few examples
 
 
-def _losses(net, loss, y, key, state):
+def network_losses(net, loss, y, key, state):
     """`(through_apply, pure)`: the loss through the hand-written passes, and without them."""
     f, value = apply(net), apply(loss)
 
@@ -34,16 +35,16 @@ def _losses(net, loss, y, key, state):
 
 def second_order_rows(net, loss, params, x, y, key, state, name, options) -> tuple[list, list]:
     """HVPs of the loss: `jax.grad` of `<jax.grad(loss through apply), u>` vs pure autodiff."""
-    through_apply, pure = _losses(net, loss, y, key, state)
-    report = check_vjp(
-        through_apply, params, x, reference=pure, order=2, name=name, names=("", "x"), **options
-    )
-    notes = [n for n in report.notes if "order-2" in n and "evaluated in" not in n]
-    return [r for r in report.rows if r.order == 2], notes
+    through_apply, pure = network_losses(net, loss, y, key, state)
+    tolerances = {k: options.get(k) for k in ("rtol", "fd_tol", "fd_eps")}
+    report = vjp_report(through_apply, (params, x), pure, (2,), options["probes"],
+                        options["seed"], name, ("", "x"), True, tolerances)  # fmt: skip
+    return report.rows, report.notes
 
 
 def _bare(net, params, x, key, state) -> bool:
-    """Whether the net takes one example without its batch axis (as vmap shows it)."""
+    """Whether the net's forward takes one example without its batch axis (as jax.vmap over
+    unbatched examples shows it)."""
 
     def out(x):
         return forward_with_state(net, params, x, key=key, state=state)[0]
@@ -51,7 +52,8 @@ def _bare(net, params, x, key, state) -> bool:
     try:
         one, batch = jax.eval_shape(out, x[0]), jax.eval_shape(out, x)
     except (ValueError, TypeError, IndexError) as e:
-        # A backward that fails on the bare shapes is the fault to report, not the forward.
+        # A combinator checks its children's backward while tracing its forward: a backward
+        # that fails on the bare shapes is what the note reports, not the forward.
         return isinstance(e, BackwardError) or getattr(e, "in_backward", False)
     return one.shape == batch.shape[1:]
 
@@ -73,13 +75,14 @@ def per_example_rows(
     net, loss, params, x, y, key, state, name: str, tol: Tolerances
 ) -> tuple[list[VJPRow], list[str]]:
     """Per-example gradients, `jax.vmap(jax.grad(...))` through the hand-written backward
-    passes, against the same gradients example by example (`lax.map` over batches of one).
+    passes over examples of batch size 1, against the same gradients example by example.
 
-    Under vmap a backward sees one example's shapes (`(D,)`, not `(N, D)`) where the net
-    takes them; a backward written for batches only (`x.T @ dy`) fails here. A net whose
-    shapes need the batch axis (`flatten()`) gets examples of batch size 1. Both sides use
-    the hand-written passes, so a wrong first-order gradient shows in the other tables, not
-    twice; this one is about batching.
+    Batches of one are the shapes every layer trains on, so a backward written for batches
+    (`x.T @ dy`) is checked here like any other. Whether the backward also runs on bare
+    examples (`(D,)`, no batch axis), as `jax.vmap` over unbatched examples shows them, is
+    traced (not run) and noted: a backward that does not has no wrong gradient. Both sides
+    use the hand-written passes, so a wrong first-order gradient shows in the other tables,
+    not twice; this one is about batching.
     """
     if net.stateful and key is not None:
         return [], [
@@ -88,33 +91,26 @@ def per_example_rows(
         ]
     if x.ndim == 0 or x.shape[0] < 1 or jnp.ndim(y) == 0:
         return [], [f"{name}: per-example gradients not checked: no batch axis"]
-    through_apply, _ = _losses(net, loss, y, key, state)
-    bare = _bare(net, params, x, key, state)
-    if not bare and (refusal := _refuses_one(net, params, x, key, state)):
+    if refusal := _refuses_one(net, params, x, key, state):
         return [], [f"{name}: per-example gradients not checked: the net refuses a batch of one "
                     f"({refusal})"]  # fmt: skip
-    # A few examples show a batching fault as well as all would; eager, as compiling a
-    # vmapped and a looped gradient would cost more than running them.
-    x, y = x[:EXAMPLES], jnp.asarray(y)[:EXAMPLES]
-    xs, ys = (x, y) if bare else (x[:, None], y[:, None])
+    through_apply, _ = network_losses(net, loss, y, key, state)
+    # A few examples show a batching fault as all would; sliced on the host (no eager op).
+    x, y = np.asarray(x)[:EXAMPLES], np.asarray(y)[:EXAMPLES]
     keys = None if key is None else jax.random.split(key, x.shape[0])
     with_x = jnp.issubdtype(x.dtype, jnp.floating)
     grad = jax.grad(through_apply, argnums=(0, 1) if with_x else 0)
     in_axes = (None, 0, 0, None if key is None else 0)
-    try:
-        hand = jax.vmap(grad, in_axes=in_axes)(params, xs, ys, keys)
-    except (ValueError, TypeError) as e:
-        msg = str(e).splitlines()[0][:200]
-        return [VJPRow(name, "params", "per-example", 1, None, None, None, 0, False)], [
-            f"{name}: per-example gradients under jax.vmap fail through the hand-written "
-            f"backward: {type(e).__name__}: {msg}"
-        ]
+    per_example = jax.vmap(grad, in_axes=in_axes)
+    notes = _bare_note(net, params, x, y, key, state, keys, per_example, name, with_x)
 
-    def one(i):  # example i as a batch of one: no vmap, the shapes of training
-        g = grad(params, x[i][None], y[i][None], None if keys is None else keys[i])
-        return (g[0], g[1][0] if bare else g[1]) if with_x else g
-
-    ref = jax.tree.map(lambda *a: jnp.stack(a), *[one(i) for i in range(x.shape[0])])
+    # Compiled: one program for all examples under vmap, one run per example for the loop
+    # (measured: cheaper to compile than a lax.map loop beside the vmap in one program).
+    hand = compiled(per_example, (params, x))(params, x[:, None], y[:, None], keys)
+    one = compiled(grad, (params, x))
+    ref = [one(params, x[i][None], y[i][None], None if keys is None else keys[i])
+           for i in range(x.shape[0])]  # fmt: skip
+    ref = jax.tree.map(lambda *a: np.stack([np.asarray(b) for b in a]), *ref)
     hand, ref = (hand, ref) if with_x else ((hand, None), (ref, None))
     rows = []
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
@@ -129,8 +125,27 @@ def per_example_rows(
         abs_err = max_abs(h - r) if same else float("inf")
         rel = abs_err / error_scale(max_abs(r), overall, tol) if abs_err else 0.0
         rows.append(VJPRow(name, leaf, "per-example", 1, abs_err, rel, None, 0, rel <= tol.rtol))
-    shape = "bare examples" if bare else "examples of batch size 1"
-    return rows, [
-        f"{name}: per-example gradients under jax.vmap (first {x.shape[0]} examples, {shape}) "
-        "compared with a loop over batches of one"
+    return rows, notes + [
+        f"{name}: per-example gradients under jax.vmap (first {x.shape[0]} examples of batch "
+        "size 1) compared with a loop over batches of one"
     ]
+
+
+def _bare_note(net, params, x, y, key, state, keys, per_example, name, with_x) -> list[str]:
+    """A note when the backward does not run under jax.vmap on bare examples (traced only)."""
+    if not _bare(net, params, x, key, state):
+        return []
+    head = (f"{name}: per-example gradients: the backward does not run under jax.vmap on "
+            f"bare examples of shape {tuple(x.shape[1:])} (checked on batches of one); ")
+    try:
+        got = jax.eval_shape(per_example, params, x, y, keys)
+    except Exception as e:  # noqa: BLE001 - any error here is the backward's, reported as is
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        return [f"{head}{type(e).__name__}: {msg}"]
+    want = [(leaf_name(p), np.shape(w)) for p, w in jax.tree_util.tree_flatten_with_path(params)[0]]
+    want += [("x", tuple(x.shape[1:]))] if with_x else []
+    for (where, shape), g in zip(want, jax.tree.leaves(got), strict=False):
+        if tuple(g.shape[1:]) != tuple(shape):  # e.g. x.T @ dy on (D,) vectors: a scalar
+            return [f"{head}it returns {where} of shape {tuple(g.shape[1:])} per example, "
+                    f"expected {tuple(shape)}"]  # fmt: skip
+    return []

@@ -122,3 +122,45 @@ def good_net():
 
 def bad_net():
     return jnet.serial(jnet.dense(8), jnet.tanh(), scale(dw=1.5), jnet.dense(4))
+
+
+def none_dx(name="none_dx"):
+    """y = x * w, whose backward returns dx=None (the contract's zero gradient): wrong, as
+    y depends on x."""
+    layer = scale(name=name)
+
+    def backward(params, x, dy):
+        return {"w": (x * dy).reshape(-1, x.shape[-1]).sum(0)}, None
+
+    return layer._replace(backward=backward)
+
+
+def bias_only(name="bias_only"):
+    """y = b, broadcast over x's shape: dx=None is right, x does not matter."""
+
+    def init(key, input_shape):
+        return tuple(input_shape), {"b": jax.random.normal(key, input_shape[-1:])}
+
+    def forward(params, x, *, key=None):
+        return jnp.broadcast_to(params["b"], x.shape), None
+
+    def backward(params, cache, dy):
+        return {"b": dy.reshape(-1, dy.shape[-1]).sum(0)}, None
+
+    return jnet.Layer(init, forward, backward, name)
+
+
+def root(name="root"):
+    """y = sqrt(x): NaN for negative inputs, which the next layer then receives."""
+
+    def init(key, input_shape):
+        return tuple(input_shape), ()
+
+    def forward(params, x, *, key=None):
+        y = jnp.sqrt(x)
+        return y, y
+
+    def backward(params, y, dy):
+        return (), dy / (2 * y)
+
+    return jnet.Layer(init, forward, backward, name)

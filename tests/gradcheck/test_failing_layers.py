@@ -44,7 +44,7 @@ def test_wrong_dx_right_dparams_names_only_that_layer():
     bad = [(r.input, r.passed) for r in report.layers if r.case == "2:scale"]
     assert bad == [("w", True), ("x", False)]  # dparams right, dx wrong
     # The whole-network table blames the leaves upstream of it, which are innocent.
-    assert {r.leaf for r in report.rows if not r.passed} == {"0.w", "0.b", "x"}
+    assert {r.input for r in report.rows if not r.passed} == {"0.w", "0.b", "x"}
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ def test_check_gradients_float64(name):
     report = check_case(name, jnp.float64)
     assert report.ok, report.table()
     assert len(report.rows) == n_leaves(inputs(name)[1]) + 1  # every parameter leaf, and x
-    assert report.rows[-1].leaf == "x"
+    assert report.rows[-1].input == "x"
     assert all(r.rel_err <= 1e-10 for r in report.rows), report.table()
 
 
@@ -267,8 +267,9 @@ def test_check_gradients_names_the_wrong_leaf(net, leaf):
     params, x, y = _user_case(net)
     with pytest.raises(GradientCheckError, match=f"user: gradient of leaf '{leaf}' is wrong") as e:
         check_gradients(net, jnet.mean_squared_error, params, x, y, name="user")
-    # The table in the message marks exactly that leaf as failing.
-    failing = [line.split()[1] for line in str(e.value).splitlines() if line.endswith("FAIL")]
+    # The whole network's table in the message (output `loss`) marks exactly that leaf.
+    cells = [line.split() for line in str(e.value).splitlines()]
+    failing = [c[2] for c in cells if c[:1] == ["FAIL"] and c[3] == "loss"]
     assert failing == [leaf]
 
 

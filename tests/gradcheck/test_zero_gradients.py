@@ -21,7 +21,7 @@ def test_a_conv_bias_before_a_training_batch_norm_passes():
     x, y = jnp.asarray(rng.normal(size=(4, 5, 5, 2))), jnp.asarray(rng.integers(0, 2, (4, 5, 5)))
     report = check_gradients(net, jnet.softmax_cross_entropy, params, x, y, key=jax.random.key(1),
                              state=state, layers=False, per_example=False)  # fmt: skip
-    bias = next(r for r in report.rows if r.leaf == "0.b")
+    bias = next(r for r in report.rows if r.input == "0.b")
     assert bias.abs_err < 1e-15 and bias.rel_err <= 1e-10 and bias.passed, report.table()
 
 
