@@ -31,6 +31,7 @@ from jnet.layers import relu as relu
 from jnet.layers import residual as residual
 from jnet.layers import rnn as rnn
 from jnet.layers import serial as serial
+from jnet.layers import self_attention as self_attention
 from jnet.layers import sigmoid as sigmoid
 from jnet.layers import softmax as softmax
 from jnet.layers import tanh as tanh

@@ -11,8 +11,10 @@
 - `pool`: max_pool, avg_pool, global_avg_pool.
 - `norm`: batch_norm (stateful: running statistics).
 - `residual`: residual and concat (fan-out) blocks.
+- `attention`: self_attention (memory linear in T); `attention_blocks` holds its maths.
 """
 
+from jnet.layers.attention import self_attention as self_attention
 from jnet.layers.base import Cache as Cache
 from jnet.layers.base import Layer as Layer
 from jnet.layers.base import Params as Params
