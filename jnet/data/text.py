@@ -116,7 +116,7 @@ def tiny_shakespeare(data_dir: str | os.PathLike | None = None) -> Corpus:
 def random_windows(
     key: jax.Array, ids: jax.Array, batch: int, block_size: int
 ) -> tuple[jax.Array, jax.Array]:
-    """`batch` windows of `block_size + 1` consecutive tokens at random offsets (nanoGPT's get_batch).
+    """`batch` random windows of `block_size + 1` consecutive tokens (nanoGPT's get_batch).
 
     Pure and jittable: each window is one `dynamic_slice` of `ids` (vmapped over the
     offsets), so the corpus stays whole on the device and no array of all windows is built.
