@@ -12,7 +12,13 @@ import jax.numpy as jnp
 
 from jnet import initializers
 from jnet import layers as L
-from jnet.gradcheck import GradientReport, check_gradients, conv_cases, rnn_cases
+from jnet.gradcheck import (
+    GradientReport,
+    attention_cases,
+    check_gradients,
+    conv_cases,
+    rnn_cases,
+)
 from jnet.gradcheck.case import Case
 from jnet.gradcheck.case import binary as _binary
 from jnet.gradcheck.case import labels as _labels
@@ -84,6 +90,7 @@ CASES: dict[str, Case] = {
 }
 CASES.update(conv_cases.CASES)
 CASES.update(rnn_cases.CASES)
+CASES.update(attention_cases.CASES)
 
 
 def case_inputs(case: Case, dtype: Any = jnp.float64, seed: int = 0, *, with_state: bool = False):

@@ -35,7 +35,7 @@ from jnet.layers import attention_blocks as blocks
 from jnet.layers.base import Layer
 from jnet.layers.checks import check_float, param_dict, positive_int
 
-SIMPLE_MAX_T = 512  # longest sequence that takes the whole-matrix path
+SIMPLE_MAX_T = 256  # longest sequence on the whole-matrix path (BENCHMARKS.md: why)
 BLOCK = 128  # keys per block on the blocked path
 
 
@@ -196,7 +196,7 @@ def _path(t: int, block_size: int | None, backward: bool = False):
     """The forward (or backward) function for T steps, and its keyword arguments."""
     if block_size is None and t <= SIMPLE_MAX_T:
         return (blocks.simple_backward if backward else blocks.simple_forward), {}
-    block = BLOCK if block_size is None else block_size
+    block = min(t, BLOCK if block_size is None else block_size)  # no block past the end
     return (blocks.blocked_backward if backward else blocks.blocked_forward), {"block": block}
 
 
