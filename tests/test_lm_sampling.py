@@ -90,3 +90,23 @@ def test_clear_errors_for_prompts_and_counts(model):
         jnet.lm.generate(net, params, jnp.ones(3, int), key, new_tokens=2, block_size=5, top_k=0)
     with pytest.raises(ValueError, match="new_tokens must be a positive integer"):
         jnet.lm.generate(net, params, jnp.ones(3, int), key, new_tokens=0, block_size=5)
+
+
+@pytest.mark.slow  # compiles a GPT's sampler and three window lengths by hand
+def test_gpt_top_k_1_is_greedy_decoding():
+    net = jnet.gpt(V, block_size=BLOCK, layers=1, heads=2, dim=8)
+    _, params = net.init(jax.random.key(4), (1, BLOCK))
+    # Bigger weights than the 0.02 init, so that positions and tokens change the argmax.
+    params = jax.tree.map(lambda p: p * 50.0 if p.ndim == 2 else p, params)
+    prompt = [2, 7]
+    got = jnet.lm.generate(
+        net,
+        params,
+        jnp.asarray(prompt),
+        jax.random.key(0),
+        new_tokens=8,
+        block_size=BLOCK,
+        top_k=1,
+    )
+    want = _greedy_by_hand(net, params, prompt, 8)
+    assert got.tolist() == want and len(set(want[2:])) > 1
