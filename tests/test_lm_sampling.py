@@ -44,6 +44,7 @@ def test_top_k_1_is_greedy_decoding(model):
     assert got.tolist() == _greedy_by_hand(net, params, long, 3)
 
 
+@pytest.mark.slow  # another compilation (a batch of prompts)
 def test_same_key_same_text_and_batches(model):
     net, params = model
     prompts = jnp.asarray([[1, 2], [3, 4], [5, 6]])

@@ -78,6 +78,7 @@ def test_fit_stream_learns_a_periodic_stream_and_keeps_a_history():
     assert h.train_seconds == sorted(h.train_seconds) and h.compile_seconds > 0
 
 
+@pytest.mark.slow  # a third fit_stream compilation
 def test_fit_stream_stops_on_divergence_with_the_last_finite_state():
     net, opt = bigram(V), optax.scale(jnp.nan)  # the first update makes every weight NaN
     ids = jnp.arange(100) % V

@@ -52,3 +52,21 @@ def test_reference_forward_matches_jnet_gpt():
         np.testing.assert_allclose(
             got, want, rtol=1e-5 if fused else 1e-10, atol=1e-6 if fused else 1e-12
         )
+
+
+def test_flags_and_configs():
+    import transformer
+
+    args = transformer.parse_args(["--quick"])
+    assert (args.steps, args.repeats, args.no_torch) == (2, 1, False)
+    assert transformer.parse_args(["--no-torch", "--steps", "7"]).steps == 7
+    cpu = transformer.CONFIGS["cpu"]
+    assert (cpu["layers"], cpu["heads"], cpu["dim"], cpu["block"], cpu["batch"]) == (
+        4,
+        4,
+        128,
+        64,
+        12,
+    )
+    with pytest.raises(SystemExit):
+        transformer.parse_args(["--steps", "0"])
