@@ -67,6 +67,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10, help="training steps per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per row")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch row")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="PyTorch's intra-op threads (default: all cores; on a loaded machine 1 avoids "
+        "OpenMP threads spinning against each other, 10x slower here with 2)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny shapes, 2 steps, 1 repeat")
     p.add_argument(
         "--write-md",
@@ -173,14 +180,14 @@ def jax_rows(cfg, params, xs, ys) -> dict:
     return out
 
 
-def torch_row(cfg, params, xs, ys):
+def torch_row(cfg, params, xs, ys, threads=None):
     """A nanoGPT-shaped PyTorch model with the same weights: `(run, version)`, or None."""
     try:
         import torch
         import torch.nn.functional as F
     except ImportError:
         return None
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     d, h = cfg["dim"], cfg["heads"]
     t = lambda a: torch.tensor(np.asarray(a, np.float32))
     ref = to_reference(params, cfg["layers"])
@@ -264,9 +271,10 @@ def bench(name: str, cfg: dict, args) -> dict:
     impls = [Impl(k, run, sec) for k, (run, sec) in rows.items()]
     torch_version = None
     if not args.no_torch and name != "gpu":
-        t = torch_row(cfg, params, xs, ys)
+        t = torch_row(cfg, params, xs, ys, args.torch_threads)
         if t is not None:
-            impls.append(Impl(f"PyTorch {t[1]} eager (CPU)", t[0]))
+            threads = args.torch_threads or os.cpu_count()
+            impls.append(Impl(f"PyTorch {t[1]} eager (CPU, {threads} threads)", t[0]))
             torch_version = t[1]
     last, times = time_interleaved(impls, args.repeats)
     first = {k: float(v[0]) for k, v in last.items()}
