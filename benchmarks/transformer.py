@@ -298,6 +298,12 @@ def bench(name: str, cfg: dict, args) -> dict:
 def section(results: list[dict], env: dict, cmd: str) -> str:
     lines = [*section_header(env, cmd).copy()]
     lines[0] = lines[0].replace("## ", "## Transformer (GPT training step), ")
+    lines += [
+        "One interleaved run (`timing.time_interleaved`): on a shared machine compare the "
+        "ratios, not the absolute times. The first losses of all rows agree (same weights, "
+        "same batches); dropout 0 everywhere.",
+        "",
+    ]
     checks = []
     for r in results:
         stats, steps = r["stats"], r["steps"]

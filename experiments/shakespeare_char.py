@@ -264,7 +264,7 @@ def main(argv=None) -> dict:
         x_label="iteration",
         val_label="val",
         show_accuracy=False,
-        title=f"{NAME} {args.config}: {describe(cfg)}",
+        title=f"{NAME} --config {args.config}",
     )
     val_note = f"first {len(val_ids)} val chars" if args.quick else "whole val split"
     anchor, note = NANOGPT[args.config] if args.text is None and not args.quick else (None, "")
