@@ -124,8 +124,8 @@ def test_layer_norm_refuses_wrong_widths_and_arguments():
 
 @pytest.mark.parametrize(
     "approximate, dtype",
-    fast_at([(a, d) for a in (False, True) for d in (jnp.float64, jnp.float32)], {1},
-            unpack=True),
+    fast_at([(a, d) for a in (False, True) for d in (jnp.float64, jnp.float32)], set(),
+            unpack=True),  # all in CI; the registry's gelu cases check both forms too
 )
 def test_gelu_both_forms_match_jax(approximate, dtype):
     layer = jnet.gelu(approximate)

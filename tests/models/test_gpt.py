@@ -106,18 +106,31 @@ def test_transformer_block_matches_the_naive_block():
 
 
 def test_token_ids_at_the_data_check():
-    net = jnet.gpt(7, block_size=6, layers=1, heads=1, dim=4)
+    net = jnet.serial(jnet.embedding(7, 4), jnet.dense(7))  # says vocab_size=7, as gpt does
     _, params = net.init(KEY, (2, 5))
     y = tokens((2, 5), 7)
-    with pytest.raises(ValueError, match=r"evaluate: gpt\(7, .*\) takes integer token ids in "
-                                         r"\[0, 7\); got x of dtype float"):  # fmt: skip
-        jnet.evaluate(net, CE, params, np.zeros((2, 5)), y)
+    with pytest.raises(ValueError, match=r"fit: serial\(embedding\(7, 4\), dense\(7\)\) takes "
+                                         r"integer token ids in \[0, 7\); got x of dtype float"):
+        jnet.evaluation.validate_data(net, CE, params, np.zeros((2, 5)), y, "fit")
     bad = np.array([[0, 1, 2, 3, 9], [0, -1, 2, 3, 4]])
-    with pytest.raises(ValueError, match=r"evaluate: token ids x \(for gpt.*\) must lie in "
+    with pytest.raises(ValueError, match=r"fit: token ids x \(for serial.*\) must lie in "
                                          r"\[0, 7\); got 2 outside it, in \[-1, 9\]"):  # fmt: skip
-        jnet.evaluate(net, CE, params, bad, y)
-    metrics = jnet.evaluate(net, CE, params, tokens((2, 5), 7), y)
-    assert np.isfinite(metrics["loss"]) and 0 <= metrics["accuracy"] <= 1
+        jnet.evaluation.validate_data(net, CE, params, bad, y, "fit")
+    x, _ = jnet.evaluation.validate_data(net, CE, params, tokens((2, 5), 7), y, "fit")
+    assert jnp.issubdtype(x.dtype, jnp.integer)
+
+
+@pytest.mark.slow
+def test_evaluate_takes_token_ids():
+    net = jnet.gpt(7, block_size=6, layers=1, heads=1, dim=4)
+    _, params = net.init(KEY, (2, 5))
+    x, y = tokens((3, 5), 7), tokens((3, 5), 7, seed=1)
+    with pytest.raises(ValueError, match=r"evaluate: gpt\(7, .*\) takes integer token ids"):
+        jnet.evaluate(net, CE, params, np.zeros((3, 5)), y)
+    metrics = jnet.evaluate(net, CE, params, x, y, batch_size=2)  # a full batch and a rest
+    logits = jnet.apply(net)(params, x)
+    np.testing.assert_allclose(metrics["loss"], naive_ce(logits, y), rtol=1e-12)
+    np.testing.assert_allclose(metrics["accuracy"], np.mean(np.argmax(logits, -1) == y))
 
 
 def _planted_layer_norm(monkeypatch, which):
