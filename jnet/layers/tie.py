@@ -75,8 +75,8 @@ def tie(
     with the shared leaf in place.
     """
     check_layers("tie", [net])
-    name = name or f"tie({net.name}, {tuple(source)!r} -> {tuple(target)!r})"
-    source, target = _path(name, "source", source), _path(name, "target", target)
+    source, target = _path("tie", "source", source), _path("tie", "target", target)
+    name = name or f"tie({net.name}, {source!r} -> {target!r})"
 
     def full(params):
         shared = _get(params, source)

@@ -51,6 +51,8 @@ def test_tie_refuses_missing_or_mismatched_leaves():
         jnet.tie(net, (0, "w"), (1, "w"), transpose=True).init(KEY, (2, 4))
     with pytest.raises(ValueError, match=r"no leaf at \(0, 'w'\) or at \(1, 'b'\)"):
         jnet.tie(net, (0, "w"), (1, "b")).init(KEY, (2, 4))
+    with pytest.raises(ValueError, match=r"tie: target is a path of keys into the params"):
+        jnet.tie(net, (0, "w"), "w")
 
 
 @pytest.mark.slow
