@@ -137,3 +137,27 @@ def test_nanogpt_adamw_clips_at_global_norm_one():
         u2, s2 = update2(clipped, s2, params)
     for k in params:
         np.testing.assert_allclose(u1[k], u2[k], rtol=1e-6)
+
+
+def test_fit_stream_refuses_ids_the_network_cannot_take():
+    net, opt = bigram(V), optax.adam(0.1)
+    fit = lambda train, val=None: jnet.lm.fit_stream(
+        net,
+        jnet.softmax_cross_entropy,
+        opt,
+        _state(net, opt),
+        train,
+        val_ids=val,
+        batch=B,
+        block_size=T,
+        iters=2,
+    )
+    ok = np.arange(50) % V
+    with pytest.raises(ValueError, match=r"fit_stream: train_ids: labels must lie in \[0, 7\)"):
+        fit(np.arange(50))
+    with pytest.raises(ValueError, match=r"fit_stream: val_ids: labels .* got labels in \[-1, 5\]"):
+        fit(ok, ok - 1)
+    with pytest.raises(ValueError, match="fit_stream: train_ids: 5 tokens hold no window"):
+        fit(ok[:5])
+    with pytest.raises(ValueError, match="1-D integer token stream"):
+        fit(ok.astype(np.float32))

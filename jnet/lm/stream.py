@@ -24,7 +24,7 @@ import optax
 from jnet import arguments
 from jnet.data.text import random_windows, sequential_windows
 from jnet.evaluation import evaluate_arrays
-from jnet.layers import Layer
+from jnet.layers import Layer, init_with_state
 from jnet.losses import Loss
 from jnet.train.epochs import epochs_per_call
 from jnet.train.state import DivergenceError, TrainState
@@ -109,6 +109,25 @@ class StreamHistory(NamedTuple):
     compile_seconds: float
 
 
+def check_stream(net: Layer, loss: Loss, ids: Any, block_size: int, where: str) -> None:
+    """Refuses a token stream that cannot train `net` with `loss`: not 1-D integers, no
+    window of `block_size + 1` tokens, or ids the loss refuses as targets of the network's
+    outputs (e.g. softmax cross entropy: ids outside `[0, classes)`), with a message naming
+    `where` (e.g. "fit_stream: train_ids"). Concrete ids only (it reads them on the host)."""
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"{where}: expected a 1-D integer token stream; got shape {ids.shape} "
+                         f"and dtype {ids.dtype}")  # fmt: skip
+    if len(ids) <= block_size:
+        raise ValueError(f"{where}: {len(ids)} tokens hold no window of block_size + 1 = "
+                         f"{block_size + 1}")  # fmt: skip
+    shapes = []  # the output shape, from a trace of init (nothing runs or compiles)
+    jax.eval_shape(lambda k: shapes.append(init_with_state(net, k, (1, block_size))[0]),
+                   jax.random.key(0))  # fmt: skip
+    if loss.check_targets is not None:
+        loss.check_targets(ids, tuple(shapes[0]), where)
+
+
 def fit_stream(
     net: Layer,
     loss: Loss,
@@ -136,12 +155,17 @@ def fit_stream(
     `step_options` (`l2`, `l2_mask`) go to `make_step`.
 
     Raises:
+      ValueError: `train_ids` or `val_ids` is not a 1-D integer stream longer than
+        `block_size`, or holds ids the loss refuses (`check_stream`).
       DivergenceError: a training loss turned NaN or inf (the state before that call).
     """
     arguments.positive_int("fit_stream", "iters", iters)
     arguments.positive_int("fit_stream", "steps_per_call", steps_per_call)
     arguments.positive_int("fit_stream", "eval_every", eval_every, optional=True)
     eval_every = eval_every or iters
+    check_stream(net, loss, train_ids, block_size, "fit_stream: train_ids")
+    if val_ids is not None:
+        check_stream(net, loss, val_ids, block_size, "fit_stream: val_ids")
     chunk = epochs_per_call(iters, steps_per_call, eval_every, 0)
     # No donation: a diverged call's input state is the last finite one, kept for the error.
     run = make_stream_steps(
