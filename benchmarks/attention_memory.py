@@ -5,8 +5,8 @@ Memory: XLA's own accounting of one whole gradient computation (dparams and dx o
 its temporary bytes (what the program allocates beyond its arguments and outputs) for
 
   jnet    `jax.grad` through `jnet.apply(self_attention(heads))`: the hand-written backward,
-          on the path the layer picks for that T (whole matrix up to SIMPLE_MAX_T, blocks
-          of BLOCK keys beyond)
+          on the path the layer picks for that T (whole matrix up to `simple_max_t()`,
+          tiles of BLOCK beyond)
   simple  the same layer forced onto the whole-matrix path at every T
   naive   `jax.grad` of `naive_attention`, the plain forward (whole softmax)
 
@@ -71,7 +71,7 @@ def whole_matrix():
     """Every self_attention traced inside takes the whole-matrix path, whatever its T (the
     forward and the backward read `SIMPLE_MAX_T` while tracing, so compile inside)."""
     saved = attention.SIMPLE_MAX_T
-    attention.SIMPLE_MAX_T = sys.maxsize
+    attention.SIMPLE_MAX_T = {"default": sys.maxsize}
     try:
         yield
     finally:
@@ -104,8 +104,8 @@ def memory_rows(lengths, dim, heads, batch) -> list[tuple]:
 
 def print_memory(rows, dim, heads, batch) -> None:
     print(f"\nTemporary bytes of one whole gradient (D {dim}, {heads} heads, batch {batch}, "
-          f"float32, causal); switch to blocks past T = {attention.SIMPLE_MAX_T}, "
-          f"blocks of {attention.BLOCK} keys")  # fmt: skip
+          f"float32, causal); whole matrix up to T = {attention.simple_max_t()}, "
+          f"tiles of {attention.BLOCK} beyond")  # fmt: skip
     print("| T | jnet MiB | jnet whole-matrix MiB | naive jax.grad MiB | jnet / naive "
           "| jnet / previous T |")  # fmt: skip
     print("|---|---|---|---|---|---|")
@@ -119,14 +119,15 @@ def print_memory(rows, dim, heads, batch) -> None:
 
 def speed_rows(repeats: int) -> None:
     """Forward + backward (jit) of the layer, whole matrix vs blocks, at the GPT shapes."""
-    configs = [  # (label, N, T, D, heads): nanoGPT's cpu and gpu configurations
+    configs = [  # (label, N, T, D, heads): nanoGPT's cpu and gpu configurations, and between
         ("cpu config", 12, 64, 128, 4),
-        ("gpu config (batch 8)", 8, 256, 384, 6),
-        ("T=512", 2, 512, 128, 4),
+        ("cpu config at T=128", 12, 128, 128, 4),
+        ("cpu config at T=256", 12, 256, 128, 4),
+        ("gpu config, batch 8", 8, 256, 384, 6),
         ("T=1024", 1, 1024, 128, 4),
     ]
     print(f"\nForward + backward of self_attention, ms (median of {repeats} interleaved "
-          f"repeats, float32, causal, blocks of {attention.BLOCK} keys)")  # fmt: skip
+          f"repeats, float32, causal, tiles of {attention.BLOCK})")  # fmt: skip
     print("| shape (N, T, D, heads) | whole matrix | blocked | blocked / whole |")
     print("|---|---|---|---|")
     for label, n, t, d, h in configs:

@@ -18,9 +18,10 @@ least itself, so only padded rows can be fully masked: they give zeros, never Na
 
 Memory: the forward saves x, q, k, v, the heads' output o and each row's log-sum-exp,
 all linear in T, never the `(N, heads, T, T)` probabilities; the backward recomputes
-them. Up to `SIMPLE_MAX_T` steps the scores are built whole (fastest there); beyond, in
-blocks of `BLOCK` keys with an online softmax (BENCHMARKS.md, "Attention memory", has the
-measurements that place the switch).
+them. Up to `simple_max_t()` steps (64 on CPU) the scores are built whole; beyond, in
+tiles of `BLOCK` (64) queries by keys with an online softmax, visiting only the tiles at or
+below the diagonal when causal (BENCHMARKS.md, "Attention memory", has the measurements
+that place the switch).
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ from jnet.layers import attention_blocks as blocks
 from jnet.layers.base import Layer
 from jnet.layers.checks import check_float, param_dict, positive_int
 
-SIMPLE_MAX_T = 256  # longest sequence on the whole-matrix path (BENCHMARKS.md: why)
-BLOCK = 128  # keys per block on the blocked path
+# The longest T on the whole-matrix path, per backend. CPU: measured (BENCHMARKS.md,
+# "Attention memory"): tiles of 64 are as fast at T = 64 and faster beyond. Elsewhere: not
+# measured yet; 256 keeps the GPU configuration's T = 256 on the path of fewest kernels.
+SIMPLE_MAX_T = {"cpu": 64, "default": 256}
+BLOCK = 64  # queries and keys per tile on the blocked path
 
 
 def self_attention(
@@ -56,8 +60,8 @@ def self_attention(
         False: `{"w_qkv", "w_out"}` alone.
       dropout: drop probability on the attention probabilities while training (a `key`
         passed to forward); 0.0, or no key, costs nothing.
-      block_size: None (default): whole score matrices up to `SIMPLE_MAX_T` steps, blocks
-        of `BLOCK` keys beyond. An int: always blocks of that many keys (tests, benchmarks).
+      block_size: None (default): whole score matrices up to `simple_max_t()` steps, tiles
+        of `BLOCK` beyond. An int: always tiles of that many queries and keys.
 
     Input `x` or the pair `(x, mask)` (see the module docstring). Init: w_qkv Glorot normal
     per `(D, D)` block, w_out Glorot normal, biases zeros.
@@ -192,9 +196,14 @@ def _head_dim(name: str, d: int, heads: int) -> int:
     return d // heads
 
 
+def simple_max_t() -> int:
+    """The longest T that takes the whole-matrix path on the default backend."""
+    return SIMPLE_MAX_T.get(jax.default_backend(), SIMPLE_MAX_T["default"])
+
+
 def _path(t: int, block_size: int | None, backward: bool = False):
     """The forward (or backward) function for T steps, and its keyword arguments."""
-    if block_size is None and t <= SIMPLE_MAX_T:
+    if block_size is None and t <= simple_max_t():
         return (blocks.simple_backward if backward else blocks.simple_forward), {}
     block = min(t, BLOCK if block_size is None else block_size)  # no block past the end
     return (blocks.blocked_backward if backward else blocks.blocked_forward), {"block": block}

@@ -8,17 +8,20 @@ sequence that is all padding) gets `o = 0`, `lse = +inf` (so `exp(s - lse) = 0` 
 backward) and a zero gradient: no NaN anywhere.
 
 - simple: the whole `(B, H, T, T)` score matrix at once; the fastest for short T.
-- blocked: a `lax.scan` over blocks of `block` keys, all queries at once, with an online
-  softmax in the forward (FlashAttention's running max and sum); the backward recomputes
-  `P = exp(S - lse)` one key block at a time. Nothing `T x T` is ever whole: the largest
-  temporary is `(B, H, T, block)`, linear in T.
+- blocked: tiles of `block` queries by `block` keys (T padded to whole blocks with masked
+  keys). The forward visits the query blocks one after another (`lax.map`), each an online
+  softmax over its key blocks (FlashAttention's running max and sum, a `fori_loop`); the
+  backward visits the key blocks (`lax.scan`), each recomputing `P = exp(S - lse)` tile by
+  tile over its query blocks, accumulating dk and dv and adding into the carried dq.
+  Causal: only the tiles at or below the diagonal are visited (about half). Nothing
+  `T x T` is ever whole: the largest temporary is a tile, `(B, H, block, block)`.
 
 Neither form keeps the probabilities: both save `o` and `lse` only, and the backward uses
 `dS = P * (dP - rowsum(dO * O))` (docs/attention_backward.md derives it).
 
 Dropout on the probabilities (`rate > 0` with a `key`): the kept-mask is drawn again from
-the same key in the backward, whole (simple) or per key block from `fold_in(key, block
-index)` (blocked), so forward and backward agree without storing it.
+the same key in the backward, whole (simple) or per tile from `fold_in(key, tile index)`
+(blocked), so forward and backward agree without storing it.
 """
 
 from __future__ import annotations
@@ -27,15 +30,14 @@ import jax
 import jax.numpy as jnp
 
 
-def _allowed(mask, causal, q_len, k0, k_len):
-    """(B or 1, 1, Tq, k_len) bool: may query i attend to key k0 + j."""
+def _allowed(real, causal, i0, q_len, j0, k_len):
+    """(B or 1, 1, q_len, k_len) bool: may query i0 + a attend to key j0 + c; `real` holds
+    the keys' mask (None: all real)."""
     ok = jnp.ones((1, 1, q_len, k_len), bool)
     if causal:
-        i = jnp.arange(q_len)[:, None]
-        j = k0 + jnp.arange(k_len)[None, :]
-        ok = ok & (j <= i)[None, None]
-    if mask is not None:
-        ok = ok & mask[:, None, None, :]
+        ok = ok & ((j0 + jnp.arange(k_len))[None, :] <= (i0 + jnp.arange(q_len))[:, None])
+    if real is not None:
+        ok = ok & real[:, None, None, :]
     return ok
 
 
@@ -54,7 +56,7 @@ def _scores(q, k):
 def simple_forward(q, k, v, mask, causal, rate=0.0, key=None):
     """`(o, lse)` with the whole score matrix."""
     t, tk = q.shape[-2], k.shape[-2]
-    ok = _allowed(mask, causal, t, 0, tk)
+    ok = _allowed(mask, causal, 0, t, 0, tk)
     s = jnp.where(ok, _scores(q, k), -jnp.inf)
     m = jnp.max(s, axis=-1, keepdims=True)
     m = jnp.where(jnp.isfinite(m), m, 0)  # a fully masked row: exp(-inf - 0) = 0, not NaN
@@ -82,27 +84,10 @@ def _block_grads(q, kb, vb, do, lse, delta, ok, scale):
 
 def simple_backward(q, k, v, o, lse, do, mask, causal, rate=0.0, key=None):
     """`(dq, dk, dv)` of the simple form (dq is the gradient of the scaled q)."""
-    ok = _allowed(mask, causal, q.shape[-2], 0, k.shape[-2])
+    ok = _allowed(mask, causal, 0, q.shape[-2], 0, k.shape[-2])
     delta = jnp.sum(do * o, axis=-1)  # rowsum(dO * O) = rowsum(dP * P)
     scale = _keep_scale(key, rate, q.shape[:-1] + (k.shape[-2],), q.dtype)
     return _block_grads(q, k, v, do, lse, delta, ok, scale)
-
-
-def _split(k, v, mask, block):
-    """Keys, values and key mask padded to whole blocks, blocks first: `(nb, B, H, block, d)`."""
-    b, h, t, d = k.shape
-    nb = -(-t // block)
-    pad = nb * block - t
-    real = jnp.ones((b, t), bool) if mask is None else mask
-    if pad:
-        k = jnp.pad(k, ((0, 0), (0, 0), (0, pad), (0, 0)))
-        v = jnp.pad(v, ((0, 0), (0, 0), (0, pad), (0, 0)))
-        real = jnp.pad(real, ((0, 0), (0, pad)))  # padded keys are masked out
-    kb = jnp.moveaxis(k.reshape(b, h, nb, block, d), 2, 0)
-    vb = jnp.moveaxis(v.reshape(b, h, nb, block, d), 2, 0)
-    mb = jnp.moveaxis(real.reshape(b, nb, block), 1, 0)
-    need_mask = mask is not None or pad > 0
-    return kb, vb, mb, need_mask
 
 
 def _block_scale(key, rate, i, shape, dtype):
@@ -111,53 +96,107 @@ def _block_scale(key, rate, i, shape, dtype):
     )
 
 
-def blocked_forward(q, k, v, mask, causal, rate=0.0, key=None, *, block=128):
-    """`(o, lse)` by an online softmax over blocks of `block` keys."""
-    b, h, t, d = q.shape
-    kb, vb, mb, need_mask = _split(k, v, mask, block)
-    shape = (b, h, t, block)
+def _pad_to(a, tp, axis, value=0):
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (0, tp - a.shape[axis])
+    return jnp.pad(a, pad, constant_values=value)
 
-    def step(carry, inputs):
-        m, total, acc = carry
-        i, k_i, v_i, m_i = inputs
-        ok = _allowed(m_i if need_mask else None, causal, t, i * block, block)
-        s = jnp.where(ok, _scores(q, k_i), -jnp.inf)
-        m_new = jnp.maximum(m, jnp.max(s, axis=-1))
-        safe = jnp.where(jnp.isfinite(m_new), m_new, 0)  # no key yet: keep everything at 0
-        p = jnp.exp(s - safe[..., None])
-        alpha = jnp.exp(m - safe)  # rescales what was summed under the old max
-        total = alpha * total + jnp.sum(p, axis=-1)
-        scale = _block_scale(key, rate, i, shape, p.dtype)
-        acc = alpha[..., None] * acc + (p if scale is None else p * scale) @ v_i
-        return (m_new, total, acc), None
 
-    init = (
-        jnp.full((b, h, t), -jnp.inf, q.dtype),
-        jnp.zeros((b, h, t), q.dtype),
-        jnp.zeros((b, h, t, v.shape[-1]), q.dtype),
+def _at(a, i, block, axis=2):
+    return jax.lax.dynamic_slice_in_dim(a, i * block, block, axis)
+
+
+def _visited(tile, causal, fixed, *, below):
+    """`tile(n, carry)` for every n, or (causal) only where the tile is at or below the
+    diagonal: n <= fixed (`below`, n a key block) or n >= fixed (n a query block). The
+    loop keeps static bounds and skips with `lax.cond`, so `jax.grad` and `jax.vjp` can
+    still differentiate through it (the gradient checker does, and so do HVPs)."""
+    if not causal:
+        return tile
+    return lambda n, carry: jax.lax.cond(
+        (n <= fixed) if below else (n >= fixed), tile, lambda n, c: c, n, carry
     )
-    (m, total, acc), _ = jax.lax.scan(step, init, (jnp.arange(kb.shape[0]), kb, vb, mb))
-    live = total > 0
-    o = acc / jnp.where(live, total, 1)[..., None]
-    safe = jnp.where(jnp.isfinite(m), m, 0)
-    lse = jnp.where(live, safe + jnp.log(jnp.where(live, total, 1)), jnp.inf)
-    return o, lse
+
+
+def blocked_forward(q, k, v, mask, causal, rate=0.0, key=None, *, block=128):
+    """`(o, lse)`: query blocks one after another, each an online softmax over its key
+    blocks (only those at or below the diagonal when causal)."""
+    b, h, t, d = q.shape
+    nb = -(-t // block)
+    tp = nb * block
+    qp, kp, vp = (_pad_to(a, tp, 2) for a in (q, k, v))
+    real = None if mask is None and tp == t else _pad_to(
+        jnp.ones((b, t), bool) if mask is None else mask, tp, 1, False
+    )
+
+    def row(i):
+        qi = _at(qp, i, block)
+
+        def tile(j, carry):
+            m, total, acc = carry
+            real_j = None if real is None else _at(real, j, block, 1)
+            ok = _allowed(real_j, causal, i * block, block, j * block, block)
+            s = jnp.where(ok, _scores(qi, _at(kp, j, block)), -jnp.inf)
+            m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+            safe = jnp.where(jnp.isfinite(m_new), m_new, 0)
+            p = jnp.exp(s - safe[..., None])
+            alpha = jnp.exp(m - safe)
+            total = alpha * total + jnp.sum(p, axis=-1)
+            scale = _block_scale(key, rate, i * nb + j, p.shape, p.dtype)
+            acc = alpha[..., None] * acc + (p if scale is None else p * scale) @ _at(vp, j, block)
+            return m_new, total, acc
+
+        init = (
+            jnp.full((b, h, block), -jnp.inf, q.dtype),
+            jnp.zeros((b, h, block), q.dtype),
+            jnp.zeros((b, h, block, d), q.dtype),
+        )
+        m, total, acc = jax.lax.fori_loop(0, nb, _visited(tile, causal, i, below=True), init)
+        live = total > 0
+        o = acc / jnp.where(live, total, 1)[..., None]
+        safe = jnp.where(jnp.isfinite(m), m, 0)
+        return o, jnp.where(live, safe + jnp.log(jnp.where(live, total, 1)), jnp.inf)
+
+    o, lse = jax.lax.map(row, jnp.arange(nb))  # (nb, B, H, block, ...)
+    o = jnp.moveaxis(o, 0, 2).reshape(b, h, tp, d)[:, :, :t]
+    return o, jnp.moveaxis(lse, 0, 2).reshape(b, h, tp)[:, :, :t]
 
 
 def blocked_backward(q, k, v, o, lse, do, mask, causal, rate=0.0, key=None, *, block=128):
-    """`(dq, dk, dv)`, recomputing the probabilities one key block at a time."""
+    """`(dq, dk, dv)`: key blocks one after another, each recomputing its tiles of P with
+    the query blocks at or below the diagonal; dq is carried and updated tile by tile."""
     b, h, t, d = q.shape
-    kb, vb, mb, need_mask = _split(k, v, mask, block)
-    delta = jnp.sum(do * o, axis=-1)
-    shape = (b, h, t, block)
+    nb = -(-t // block)
+    tp = nb * block
+    qp, kp, vp, dop = (_pad_to(a, tp, 2) for a in (q, k, v, do))
+    delta = _pad_to(jnp.sum(do * o, axis=-1), tp, 2)
+    lsep = _pad_to(lse, tp, 2, jnp.inf)  # padded query rows: P = 0
+    real = None if mask is None and tp == t else _pad_to(
+        jnp.ones((b, t), bool) if mask is None else mask, tp, 1, False
+    )
 
-    def step(dq, inputs):
-        i, k_i, v_i, m_i = inputs
-        ok = _allowed(m_i if need_mask else None, causal, t, i * block, block)
-        scale = _block_scale(key, rate, i, shape, q.dtype)
-        dq_i, dk_i, dv_i = _block_grads(q, k_i, v_i, do, lse, delta, ok, scale)
-        return dq + dq_i, (dk_i, dv_i)
+    def col(dq, j):
+        kj, vj = _at(kp, j, block), _at(vp, j, block)
+        real_j = None if real is None else _at(real, j, block, 1)
 
-    dq, (dk, dv) = jax.lax.scan(step, jnp.zeros_like(q), (jnp.arange(kb.shape[0]), kb, vb, mb))
-    unblock = lambda g: jnp.moveaxis(g, 0, 2).reshape(b, h, -1, g.shape[-1])[:, :, : k.shape[2]]  # noqa: E731
-    return dq, unblock(dk), unblock(dv)
+        def tile(i, carry):
+            dq, dk, dv = carry
+            qi = _at(qp, i, block)
+            ok = _allowed(real_j, causal, i * block, block, j * block, block)
+            scale = _block_scale(key, rate, i * nb + j, (b, h, block, block), q.dtype)
+            dq_i, dk_i, dv_i = _block_grads(
+                qi, kj, vj, _at(dop, i, block), _at(lsep, i, block), _at(delta, i, block),
+                ok, scale,
+            )  # fmt: skip
+            dq = jax.lax.dynamic_update_slice_in_dim(dq, _at(dq, i, block) + dq_i, i * block, 2)
+            return dq, dk + dk_i, dv + dv_i
+
+        zero = jnp.zeros((b, h, block, d), q.dtype)
+        dq, dk, dv = jax.lax.fori_loop(
+            0, nb, _visited(tile, causal, j, below=False), (dq, zero, zero)
+        )
+        return dq, (dk, dv)
+
+    dq, (dk, dv) = jax.lax.scan(col, jnp.zeros_like(qp), jnp.arange(nb))
+    unblock = lambda g: jnp.moveaxis(g, 0, 2).reshape(b, h, tp, d)[:, :, :t]  # noqa: E731
+    return dq[:, :, :t], unblock(dk), unblock(dv)
