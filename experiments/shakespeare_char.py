@@ -2,6 +2,7 @@
 
     python experiments/shakespeare_char.py                  # CPU config (2000 iterations)
     python experiments/shakespeare_char.py --config gpu     # GPU config (5000 iterations)
+    python experiments/shakespeare_char.py --lr 3e-3        # CPU config, peak learning rate 3e-3
     python experiments/shakespeare_char.py --text my.txt --iters 500   # any UTF-8 text
 
 Configurations (nanoGPT's config/train_shakespeare_char.py and its README's CPU command):
@@ -12,8 +13,9 @@ Configurations (nanoGPT's config/train_shakespeare_char.py and its README's CPU 
        dropout 0.2, lr 1e-3, no bias. nanoGPT: best val loss 1.4697 in ~3 min on an A100.
 Both: `jnet.gpt` (tied embeddings), AdamW betas (0.9, 0.99), weight decay 0.1 on matrices,
 100 warm-up iterations then cosine decay to lr/10 over the iterations asked for, gradients
-clipped at norm 1.0 (`jnet.lm.nanogpt_adamw`). Batches are random windows of the training
-text drawn on the device inside compiled chunks of steps (`jnet.lm.fit_stream`).
+clipped at norm 1.0 (`jnet.lm.nanogpt_adamw`). `--lr` and `--min-lr` change the peak and
+final learning rates only, nothing else of the recipe. Batches are random windows of the
+training text drawn on the device inside compiled chunks of steps (`jnet.lm.fit_stream`).
 
 Reported: the validation loss over the whole validation split (every non-overlapping window
 of the context length, nats per character; nanoGPT estimates it from random batches), the
@@ -87,6 +89,17 @@ def text_file(text: str) -> pathlib.Path:
     return path
 
 
+def positive_float(text: str) -> float:
+    """argparse `type=` for a learning rate: a finite float > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+    return value
+
+
 def parse_args(argv=None):
     p = ex.parser(NAME, __doc__)
     p.add_argument(
@@ -107,6 +120,18 @@ def parse_args(argv=None):
         type=ex.positive_int,
         default=None,
         help="training iterations; the learning-rate schedule spans them (default: the config's)",
+    )
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="peak learning rate, after the warm-up (default: the config's)",
+    )
+    p.add_argument(
+        "--min-lr",
+        type=positive_float,
+        default=None,
+        help="learning rate at the last iteration, where the cosine ends (default: lr / 10)",
     )
     p.add_argument(
         "--eval-every",
@@ -130,12 +155,17 @@ def parse_args(argv=None):
     args = ex.parse(p, argv, {}, name=lambda a: f"{NAME}-{a.config}")
     if not args.temperature > 0 or args.temperature == float("inf"):
         p.error(f"argument --temperature: must be positive and finite, got {args.temperature}")
+    lr = args.lr or CONFIGS[args.config]["lr"]
+    if args.min_lr is not None and args.min_lr > lr:
+        p.error(f"argument --min-lr: {args.min_lr:g} exceeds the peak learning rate {lr:g}")
     return args
 
 
 def settings(args) -> dict[str, Any]:
     cfg = dict(CONFIGS[args.config]) | (QUICK if args.quick else {})
     cfg["iters"] = args.iters or cfg["iters"]
+    cfg["lr"] = args.lr or cfg["lr"]
+    cfg["min_lr"] = args.min_lr or cfg["lr"] / 10  # nanoGPT's min_lr: lr / 10
     cfg["eval_every"] = min(args.eval_every or cfg["eval_every"], cfg["iters"])
     return cfg
 
@@ -151,7 +181,7 @@ def corpus(args):
 def describe(cfg: dict[str, Any]) -> str:
     return (
         f"{cfg['layers']} layers x {cfg['heads']} heads x {cfg['dim']}, context "
-        f"{cfg['block_size']}, batch {cfg['batch']}, {cfg['iters']} it"
+        f"{cfg['block_size']}, batch {cfg['batch']}, {cfg['iters']} it, lr {cfg['lr']:g}"
     )
 
 
@@ -204,7 +234,7 @@ def main(argv=None) -> dict:
     )
     loss = jnet.softmax_cross_entropy
     warmup = min(100, cfg["iters"] // 10)  # nanoGPT's 100 (fewer for a short --iters run)
-    opt = jnet.lm.nanogpt_adamw(cfg["lr"], cfg["iters"], warmup=warmup)
+    opt = jnet.lm.nanogpt_adamw(cfg["lr"], cfg["iters"], warmup=warmup, min_lr=cfg["min_lr"])
     state = jnet.init_state(net, opt, jax.random.key(args.seed), (1, cfg["block_size"]))
     print(
         f"{source}: {len(train_ids):,} train / {len(val_ids):,} val characters, "

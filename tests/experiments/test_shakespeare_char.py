@@ -60,6 +60,8 @@ def test_flags_are_checked_before_jax_starts(tmp_path):
     assert done.returncode == 2 and "--iters" in done.stderr
     done = _run("--text", str(tmp_path / "missing.txt"))
     assert done.returncode == 2 and "missing.txt: file not found" in done.stderr
+    done = _run("--lr", "-1e-3")
+    assert done.returncode == 2 and "--lr: must be positive" in done.stderr
 
 
 def test_settings_follow_the_flags():
@@ -85,3 +87,32 @@ def test_settings_follow_the_flags():
     )
     assert cpu["iters"] == 2000 and cpu["lr"] == 1e-3 and cpu["dropout"] == 0.0
     assert str(args.out).endswith("shakespeare_char-gpu")
+
+
+def test_learning_rate_flags():
+    import shakespeare_char as sc
+
+    cfg = sc.settings(sc.parse_args([]))  # nanoGPT's: lr 1e-3, cosine down to lr / 10
+    assert (cfg["lr"], cfg["min_lr"]) == (1e-3, 1e-3 / 10)
+    cfg = sc.settings(sc.parse_args(["--lr", "3e-3"]))
+    assert (cfg["lr"], cfg["min_lr"]) == (3e-3, 3e-3 / 10)
+    cfg = sc.settings(sc.parse_args(["--lr", "3e-3", "--min-lr", "1e-4"]))
+    assert (cfg["lr"], cfg["min_lr"]) == (3e-3, 1e-4)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--lr", "0"], "--lr: must be positive and finite"),
+        (["--lr", "inf"], "--lr: must be positive and finite"),
+        (["--lr", "fast"], "--lr: expected a number"),
+        (["--min-lr", "-1"], "--min-lr: must be positive and finite"),
+        (["--min-lr", "2e-3"], "--min-lr: 0.002 exceeds the peak learning rate 0.001"),
+    ],
+)
+def test_bad_learning_rates_are_refused(argv, message, capsys):
+    import shakespeare_char as sc
+
+    with pytest.raises(SystemExit) as exc:
+        sc.parse_args(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
