@@ -60,7 +60,7 @@ def test_flags_are_checked_before_jax_starts(tmp_path):
     assert done.returncode == 2 and "--iters" in done.stderr
     done = _run("--text", str(tmp_path / "missing.txt"))
     assert done.returncode == 2 and "missing.txt: file not found" in done.stderr
-    done = _run("--lr", "-1e-3")
+    done = _run("--lr", "0")
     assert done.returncode == 2 and "--lr: must be positive" in done.stderr
 
 
