@@ -30,20 +30,27 @@ def test_embedding_scatter_adds_repeated_tokens():
     shape, params = emb.init(KEY, (2, 4))
     assert shape == (2, 4, 3) and params["w"].shape == (5, 3)
     ids = jnp.array([[1, 1, 4, 1], [0, 4, 4, 2]])
-    y = jnet.apply(emb)(params, ids)
-    np.testing.assert_array_equal(y, params["w"][ids])
     dy = randn((2, 4, 3))
-    (grads, dx), _ = vjp_both(emb, params, ids, dy)
+
+    @jax.jit  # one compile: compiling is what costs here
+    def everything(params, ids, dy):
+        y, cache = emb.forward(params, ids)
+        hand = emb.backward(params, cache, dy)
+        # Through apply's custom_vjp: jax.grad of the params with integer input.
+        got = jax.grad(lambda p: jnp.sum(jnet.apply(emb)(p, ids) * dy))(params)["w"]
+        naive = jax.grad(lambda w: jnp.sum(jax.nn.one_hot(ids, 5) @ w * dy))(params["w"])
+        return y, hand, got, naive
+
+    y, (grads, dx), got, naive = everything(params, ids, dy)
+    np.testing.assert_array_equal(y, params["w"][ids])
     assert dx is None  # the ids get no gradient
     want = np.zeros((5, 3))
     for (n, t), v in np.ndenumerate(np.asarray(ids)):
         want[v] += np.asarray(dy[n, t])  # token 1 three times, token 4 three times
     np.testing.assert_allclose(grads["w"], want, rtol=1e-14)
     assert not np.any(grads["w"][3])  # unused token: no gradient
-    # Through apply's custom_vjp: jax.grad of the params with integer input.
-    naive = jax.grad(lambda w: jnp.sum(jax.nn.one_hot(ids, 5) @ w * dy))(params["w"])
-    got = jax.grad(lambda p: jnp.sum(jnet.apply(emb)(p, ids) * dy))(params)["w"]
     np.testing.assert_allclose(got, naive, rtol=1e-14)
+    np.testing.assert_allclose(got, want, rtol=1e-14)
 
 
 @pytest.mark.slow
@@ -103,11 +110,16 @@ def test_layer_norm_matches_the_naive_forward_and_its_vjp(bias):
     assert set(params) == ({"scale", "bias"} if bias else {"scale"})
     params = jax.tree.map(lambda a: a + randn(a.shape, seed=3), params)  # not ones/zeros
     x, dy = randn((2, 3, 5)) * 3 + 1, randn((2, 3, 5), seed=1)
-    np.testing.assert_allclose(ln.forward(params, x)[0], _naive_layer_norm(params, x), rtol=1e-13)
-    hand = ln.backward(params, ln.forward(params, x)[1], dy)
-    _, vjp = jax.vjp(_naive_layer_norm, params, x)
-    assert_trees_close(hand, vjp(dy), rtol=1e-12)
-    cache = ln.forward(params, x)[1]
+
+    @jax.jit
+    def everything(params, x, dy):
+        y, cache = ln.forward(params, x)
+        _, vjp = jax.vjp(_naive_layer_norm, params, x)
+        return y, _naive_layer_norm(params, x), ln.backward(params, cache, dy), vjp(dy), cache
+
+    y, ref, hand, want, cache = everything(params, x, dy)
+    np.testing.assert_allclose(y, ref, rtol=1e-13)
+    assert_trees_close(hand, want, rtol=1e-12)
     assert [c.shape for c in cache] == [(2, 3, 5), (2, 3, 1), (2, 3, 1)]  # x, mean, rstd
 
 

@@ -32,16 +32,21 @@ def test_tie_removes_the_target_and_sums_both_gradients():
     assert jax.tree.map(jnp.shape, params) == ({"w": (5, 3)}, {})
     ids, labels = tokens((2, 4), 5), tokens((2, 4), 5, seed=1)
     w = params[0]["w"]
-    np.testing.assert_allclose(jnet.apply(net)(params, ids), w[ids] @ w.T, rtol=1e-14)
-    grads = jax.grad(lambda p: jnet.apply(CE)(jnet.apply(net)(p, ids), labels))(params)
 
-    def naive(w):  # one matrix used twice: autodiff sums the two paths
-        return naive_ce(jax.nn.one_hot(ids, 5) @ w @ w.T, labels)
+    def naive(w, v):  # one matrix used twice (v = w): autodiff sums the two paths
+        return naive_ce(jax.nn.one_hot(ids, 5) @ w @ v.T, labels)
 
-    np.testing.assert_allclose(grads[0]["w"], jax.grad(naive)(w), rtol=1e-13)
-    # Neither path alone gives it.
-    alone = jax.grad(lambda v: naive_ce(jax.nn.one_hot(ids, 5) @ w @ v.T, labels))(w)
-    assert not np.allclose(grads[0]["w"], alone, rtol=1e-3)
+    @jax.jit  # one compile: compiling is what costs here
+    def everything(params):
+        y = jnet.apply(net)(params, ids)
+        grads = jax.grad(lambda p: jnet.apply(CE)(jnet.apply(net)(p, ids), labels))(params)
+        w = params[0]["w"]
+        return y, grads, jax.grad(lambda w: naive(w, w))(w), jax.grad(naive, 1)(w, w)
+
+    y, grads, want, head_alone = everything(params)
+    np.testing.assert_allclose(y, w[ids] @ w.T, rtol=1e-14)
+    np.testing.assert_allclose(grads[0]["w"], want, rtol=1e-13)
+    assert not np.allclose(grads[0]["w"], head_alone, rtol=1e-3)  # neither path alone
 
 
 def test_tie_refuses_missing_or_mismatched_leaves():
