@@ -75,3 +75,14 @@ def test_repr_shows_the_name():
                       lambda p, c, dy: ((), dy), name="mine")  # fmt: skip
     assert repr(mine) == "Layer(mine)"
     assert jnet.Layer(*mine[:3]).name == "layer"
+
+
+def test_nanogpts_cpu_configuration_has_its_parameter_count():
+    # nanoGPT's shakespeare_char CPU run prints "number of parameters: 0.80M": every
+    # parameter but the position table (its get_num_params), the tied matrix counted once.
+    net = jnet.gpt(65, block_size=64, layers=4, heads=4, dim=128, bias=False)
+    rows = summary_rows(net, (1, 64))
+    wpe = next(r.params for r in rows if r.name == "positional_embedding(64)")
+    total = jnet.summary(net, (1, 64)).splitlines()[-1]
+    assert total.startswith("total: 804,096 parameters") and wpe == 64 * 128
+    assert round((804_096 - wpe) / 1e6, 2) == 0.80
