@@ -13,6 +13,7 @@ from jnet import arguments
 from jnet.layers import Layer, Params, State, forward_with_state
 from jnet.layers.base import state_for
 from jnet.layers.checks import BackwardError
+from jnet.layers.embedding import check_ids
 from jnet.losses import Loss, default_accuracy, finite_targets
 
 
@@ -155,8 +156,9 @@ def validate_data(
 ) -> tuple[jax.Array, jax.Array]:
     """Checks concrete data at the boundary of `fit`/`evaluate`; returns `(x, y)` as arrays.
 
-    Raises ValueError for: length mismatch, non-float or non-finite x, inputs the
-    network cannot take, targets of a shape the loss cannot take, and whatever the
+    Raises ValueError for: length mismatch, non-float or non-finite x (for a network that
+    takes token ids, its `vocab_size` set: non-integer x or ids outside `[0, vocab_size)`),
+    inputs the network cannot take, targets of a shape the loss cannot take, and whatever the
     loss's own `check_targets` refuses (for the built-ins: labels outside [0, classes),
     integer one-hot targets, one-hot / probability targets outside [0, 1] or not
     summing to 1, targets outside [0, 1] for binary cross entropy).
@@ -168,12 +170,19 @@ def validate_data(
         )
     if x_np.shape[0] == 0:
         raise ValueError(f"{where}: got an empty dataset (x {x_np.shape})")
-    if not np.issubdtype(x_np.dtype, np.floating):
+    if net.vocab_size is not None:  # the network says: x is token ids in [0, vocab_size)
+        if not np.issubdtype(x_np.dtype, np.integer):
+            raise ValueError(
+                f"{where}: {net.name} takes integer token ids in [0, {net.vocab_size}); got x "
+                f"of dtype {x_np.dtype} (ids as x.astype('int32'))"
+            )
+        check_ids(where, x_np, net.vocab_size, f"token ids x (for {net.name})")
+    elif not np.issubdtype(x_np.dtype, np.floating):
         raise ValueError(
             f"{where}: x must be floating point; got {x_np.dtype}. Scale it first, e.g. "
             "jnet.data.scale(x) for uint8 images"
         )
-    if not np.all(np.isfinite(x_np)):
+    elif not np.all(np.isfinite(x_np)):
         bad = int(np.sum(~np.isfinite(x_np)))
         raise ValueError(f"{where}: x contains {bad} NaN or inf values")
     # Shapes only (no compute), at the data's full size, so messages show its real shapes.

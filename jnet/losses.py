@@ -184,7 +184,9 @@ softmax_cross_entropy = Loss(
 )
 """Cross entropy of softmax(logits) against integer labels `(N,)` or one-hot `(N, C)`.
 
-Shapes: logits `(N, C)`; value = mean over N of `-log softmax(logits)[label]`.
+Shapes: logits `(N, C)`; value = mean over N of `-log softmax(logits)[label]`. Any leading
+axes: a language model's logits `(N, T, V)` with labels `(N, T)` give the mean over all
+`N * T` tokens (and accuracy the fraction of tokens predicted right).
 """
 
 

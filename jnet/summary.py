@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from jnet.layers import Layer, Shape, init_with_state
+from jnet.layers.base import Layer, Shape, forward_with_state, init_with_state, run_children
 from jnet.layers.combinators import address
 
 
@@ -45,23 +46,53 @@ def _count(tree: Any) -> tuple[int, int]:
     return count, size
 
 
-def summary_rows(net: Layer, input_shape: Sequence[int]) -> list[SummaryRow]:
-    """The rows `summary` prints: every layer, depth first, children after their parent."""
-    rows: list[SummaryRow] = []
+def _abstract_input(shape: Any, dtype: Any) -> Any:
+    """The input as shapes and dtypes: an array, or a pair `(x, mask)` given as two shapes
+    (the mask boolean), as the recurrent and attention layers take it."""
+    if all(isinstance(d, int) for d in shape):
+        return jax.ShapeDtypeStruct(tuple(shape), dtype)
+    x_shape, mask_shape = shape
+    mask = jax.ShapeDtypeStruct(tuple(mask_shape), bool)
+    return jax.ShapeDtypeStruct(tuple(x_shape), dtype), mask
 
-    def walk(layer: Layer, shape: Shape, path: tuple[int, ...]) -> Shape:
-        out_shape, params, state = _abstract_init(layer, shape)
+
+def _shape_of(y: Any) -> Any:
+    return tuple(y.shape) if hasattr(y, "shape") else jax.tree.map(lambda a: tuple(a.shape), y)
+
+
+def summary_rows(net: Layer, input_shape: Sequence[Any]) -> list[SummaryRow]:
+    """The rows `summary` prints: every layer, depth first, children after their parent.
+
+    A forward pass traced abstractly (nothing computed, no key: inference) walks into each
+    combinator through its `wiring`, so every child's row shows the input it really gets
+    and the params it is handed (a child holding a `tie`d leaf counts it; the totals count
+    it once). The input is integer token ids if the network says so (`vocab_size`).
+    """
+    rows: list[SummaryRow | None] = []
+
+    def walk(layer: Layer, params: Any, x: Any, state: Any, path: tuple[int, ...]) -> Any:
+        at = len(rows)
+        rows.append(None)
+        if layer.wiring is not None and layer.children:
+
+            def call(i, p, x_i, key, s):
+                return walk(layer.children[i], p, x_i, s, (*path, i))
+
+            y = run_children(layer, params, x, None, state, call)
+        else:
+            y = forward_with_state(layer, params, x, state=state)[0]
         count, size = _count(params)
         where = address(path, layer.name) if path else ""
-        rows.append(SummaryRow(where, len(path) - 1, layer.name, out_shape, count, size,
-                               _count(state)[0]))  # fmt: skip
-        child_shape = shape
-        for i, child in enumerate(layer.children):
-            child_out = walk(child, child_shape, (*path, i))
-            child_shape = child_out if layer.chained else shape
-        return out_shape
+        rows[at] = SummaryRow(where, len(path) - 1, layer.name, _shape_of(y), count, size,
+                              _count(state)[0])  # fmt: skip
+        return y
 
-    walk(net, tuple(input_shape), ())
+    def trace(key, x):
+        _, params, state = init_with_state(net, key, _shape_of(x))
+        walk(net, params, x, state, ())
+
+    dtype = jnp.int32 if net.vocab_size else jnp.result_type(float)
+    jax.eval_shape(trace, jax.random.key(0), _abstract_input(tuple(input_shape), dtype))
     return rows[1:] if net.children else rows
 
 
@@ -73,8 +104,9 @@ def summary(net: Layer, input_shape: Sequence[int]) -> str:
     Nothing is computed: `init` is traced abstractly.
 
     Example: `print(jnet.summary(jnet.mlp([512, 10]), (1, 784)))` ends with
-    `total: 407,050 parameters (1.6 MB)`. Children run in order, so the output shape of
-    a combinator whose children do not chain (a residual, a concat) is its own row's.
+    `total: 407,050 parameters (1.6 MB)`. Each child's row shows the shape it outputs on
+    the input its combinator's `wiring` gives it (a residual's branches each get the
+    block's input); a `gpt`'s input shape is its token ids' `(N, T)`.
     """
     rows = summary_rows(net, input_shape)
     _, params, state = _abstract_init(net, tuple(input_shape))

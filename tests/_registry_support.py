@@ -16,7 +16,7 @@ CHECKED = {"dense", "conv2d 3x3 SAME", "max_pool ties after relu"}
 # layers have their own checks against jax.vjp or jax.grad in tests/layers/'s fast path.
 FAMILIES = {
     "dense", "relu", "softmax_cross_entropy[labels]", "conv2d 3x3 SAME",
-    "batch_norm[inference] after conv2d",
+    "batch_norm[inference] after conv2d", "embedding repeated tokens",
 }  # fmt: skip
 # The checks that repeat the above through another path (float32, apply, jit, vmap).
 SMOKE = {"dense"}

@@ -39,12 +39,27 @@ def test_a_residuals_children_each_get_the_blocks_input():
     assert got["1"] == ((1, 4, 4, 8), 336)
 
 
-def test_chained_is_what_makes_children_follow_each_other():
-    net = jnet.serial(jnet.dense(8), jnet.dense(3))
-    assert net.chained and not jnet.residual(jnet.dense(3)).chained
-    # The same children walked as siblings: the second one sees the input (4 -> 3).
-    rows = summary_rows(net._replace(chained=False), (2, 4))
-    assert [r.params for r in rows] == [40, 15]
+def test_the_wiring_is_what_decides_each_childs_input():
+    chain = jnet.serial(jnet.dense(8), jnet.dense(3))
+    fan = jnet.concat(jnet.dense(8), jnet.dense(3))
+    assert chain.wiring is not None and fan.wiring is not None
+    assert [r.params for r in summary_rows(chain, (2, 4))] == [40, 27]  # 4 -> 8 -> 3
+    # The same children as siblings: the second one sees the input (4 -> 3).
+    assert [r.params for r in summary_rows(jnet.serial(fan), (2, 4))] == [55, 40, 15]
+
+
+def test_summary_walks_into_a_gpt_with_token_ids():
+    net = jnet.gpt(11, block_size=8, layers=2, heads=2, dim=8)
+    rows = summary_rows(net, (2, 5))
+    got = {r.address: (r.output_shape, r.params) for r in rows}
+    assert got["0:embedding(11, 8)"] == ((2, 5, 8), 88)
+    assert got["3/1/0/1:dense(4D)"] == ((2, 5, 32), 8 * 32 + 32)
+    assert got["4/0/0/0:layer_norm()"] == ((2, 5, 8), 16)
+    assert got["4/0/0/1:self_attention(2)"] == ((2, 5, 8), 8 * 24 + 24 + 64 + 8)
+    assert got["6:dense(11)"] == ((2, 5, 11), 88)  # the tied head is shown the shared matrix
+    text = jnet.summary(net, (2, 5))
+    # ... and the total counts it once: 88 + 64 + 2 * 872 + 16 (not + 88 again).
+    assert text.splitlines()[-1].startswith("total: 1,912 parameters")
 
 
 def test_bytes_follow_the_dtype():
@@ -60,3 +75,14 @@ def test_repr_shows_the_name():
                       lambda p, c, dy: ((), dy), name="mine")  # fmt: skip
     assert repr(mine) == "Layer(mine)"
     assert jnet.Layer(*mine[:3]).name == "layer"
+
+
+def test_nanogpts_cpu_configuration_has_its_parameter_count():
+    # nanoGPT's shakespeare_char CPU run prints "number of parameters: 0.80M": every
+    # parameter but the position table (its get_num_params), the tied matrix counted once.
+    net = jnet.gpt(65, block_size=64, layers=4, heads=4, dim=128, bias=False)
+    rows = summary_rows(net, (1, 64))
+    wpe = next(r.params for r in rows if r.name == "positional_embedding(64)")
+    total = jnet.summary(net, (1, 64)).splitlines()[-1]
+    assert total.startswith("total: 804,096 parameters") and wpe == 64 * 128
+    assert round((804_096 - wpe) / 1e6, 2) == 0.80

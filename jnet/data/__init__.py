@@ -1,4 +1,5 @@
-"""Datasets as numpy arrays: MNIST (IDX files, download, tfds), cat vs non-cat, CSV, XOR.
+"""Datasets as numpy arrays: MNIST (IDX files, download, tfds), cat vs non-cat, CSV, XOR,
+character-level text (tiny Shakespeare, any UTF-8 file) and random windows of a token stream.
 
 Every loader validates what it reads and raises `DataError` (a `ValueError`) naming the file
 and the problem. Data folders resolve as: explicit `data_dir` > `$JNET_DATA_DIR/<dataset>`
@@ -11,6 +12,7 @@ Examples:
   >>> (x_train, y_train), (x_test, y_test) = jnet.data.mnist()  # doctest: +SKIP
   >>> x_train = jnet.data.scale(jnet.data.flatten(x_train))  # (60000, 784) float32 in [0, 1]
   >>> (x_train, y_train), _ = jnet.data.mnist_flat(train_size=1000)  # doctest: +SKIP
+  >>> train_ids, val_ids, vocab = jnet.data.tiny_shakespeare()  # doctest: +SKIP
 """
 
 from jnet.data.cats import cat_vs_noncat as cat_vs_noncat
@@ -35,4 +37,10 @@ from jnet.data.preprocess import one_hot as one_hot
 from jnet.data.preprocess import scale as scale
 from jnet.data.preprocess import standardize as standardize
 from jnet.data.preprocess import train_val_split as train_val_split
+from jnet.data.text import char_corpus as char_corpus
+from jnet.data.text import decode as decode
+from jnet.data.text import encode as encode
+from jnet.data.text import random_windows as random_windows
+from jnet.data.text import sequential_windows as sequential_windows
+from jnet.data.text import tiny_shakespeare as tiny_shakespeare
 from jnet.data.toy import xor as xor

@@ -3,6 +3,8 @@
     python -m jnet.gradcheck                       # every built-in case (float64)
     python -m jnet.gradcheck dense relu            # some of them
     python -m jnet.gradcheck mypkg.layers:my_layer --input-shape 8,16 [--loss NAME]
+    python -m jnet.gradcheck mypkg:my_embedding --input-shape 4,8 --input-dtype int32 \
+        --input-range 0,50                        # integer input (token ids)
 
 Prints the tables; exits 0 when every check holds, 1 otherwise (naming the failing
 layers), 2 on a usage error.
@@ -31,6 +33,16 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def _range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH like 0,50; got {text!r}") from None
+    if not 0 <= low < high:
+        raise argparse.ArgumentTypeError(f"need 0 <= LOW < HIGH; got {text!r}")
+    return low, high
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m jnet.gradcheck",
@@ -42,6 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--input-shape", type=_shape, help="for MODULE:FACTORY: input shape with batch, e.g. 8,16"
     )
+    parser.add_argument(
+        "--input-dtype", choices=("float", "int32", "int64"), default="float",
+        help="for MODULE:FACTORY: integer input (token ids) instead of floats in --dtype; "
+        "a layer with a vocab_size (an embedding first) gets ids in [0, vocab_size) anyway",
+    )  # fmt: skip
+    parser.add_argument(
+        "--input-range", type=_range,
+        help="for MODULE:FACTORY with integer input: ids drawn from [LOW, HIGH), e.g. 0,50",
+    )  # fmt: skip
     parser.add_argument(
         "--loss", default="mean_squared_error", choices=sorted(LOSSES),
         help="for MODULE:FACTORY (default mean_squared_error against random targets)",
@@ -68,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either MODULE:FACTORY specs or registry case names, not both")
     if factories and args.input_shape is None:
         parser.error("MODULE:FACTORY needs --input-shape, e.g. --input-shape 8,16")
+    if args.input_range is not None and args.input_dtype == "float":
+        parser.error("--input-range is for integer input: add --input-dtype int32")
+    if (args.input_dtype != "float" or args.input_range) and not factories:
+        parser.error("--input-dtype and --input-range are for MODULE:FACTORY")
     unknown = [name for name in args.cases if name not in CASES and ":" not in name]
     if unknown:  # argparse `choices` would print all names on every usage line
         known = ", ".join(map(repr, CASES))  # quoted: some names hold spaces
@@ -82,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 layer = load_factory(spec)
             except ValueError as e:
                 parser.error(str(e))
+            if args.input_dtype != "float" and not args.input_range and layer.vocab_size is None:
+                parser.error(f"--input-dtype {args.input_dtype} needs --input-range LOW,HIGH: "
+                             f"{spec} does not say which ids it takes")  # fmt: skip
             reports.append(
                 check_layer(
                     layer,
@@ -90,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                     dtype=dtype,
                     training=args.training,
                     seed=args.seed,
+                    input_dtype=None if args.input_dtype == "float" else args.input_dtype,
+                    input_range=args.input_range,
                     name=spec,
                     **options,
                 )  # fmt: skip

@@ -5,7 +5,8 @@ network's table flags the first layers' leaves too. Here the forward pass is run
 layer (`forward_with_state`, so stateful layers such as batch norm work, with the keys
 `serial` would give them), and each layer's hand-written backward (through `jnet.apply`) is
 checked against `jax.vjp` of its own forward at its actual input, with `check_vjp`. Only a
-layer whose own check fails is named, by its `serial` address (`2:dense(8)`, `1/0:tanh()`).
+layer whose own check fails is named, by its address (`2:dense(8)`, `1/0:tanh()`, a GPT's
+`4/0/0/0:layer_norm()`): combinators are walked into through their `wiring`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from jnet.gradcheck.report import NonFiniteInput, NothingToCheck, VJPRow
 from jnet.gradcheck.vjp import vjp_report
-from jnet.layers.base import Layer, Params, State, forward_with_state
+from jnet.layers.base import Layer, Params, State, forward_with_state, run_children
 from jnet.layers.combinators import address
 from jnet.losses import Loss
 from jnet.network import apply
@@ -38,48 +39,45 @@ class Site(NamedTuple):
         return address(self.path, self.layer.name) if self.path else self.layer.name
 
 
-def _chains(layer: Layer, params: Params, state: State) -> bool:
-    """Whether `layer` says it chains its children and its params and state fit that.
-
-    Verified after the walk: a layer that claims to chain but does not is one site.
-    """
-    n = len(layer.children)
-    if not (n and layer.chained) or not isinstance(params, tuple | list) or len(params) != n:
-        return False
-    return not layer.stateful or (isinstance(state, tuple) and len(state) == n)
-
-
 def sites(net: Layer, params: Params, x: Any, *, key: Any = None, state: State = ()) -> list[Site]:
-    """Every leaf layer of `net` (recursing into serial chains) with its actual input.
+    """Every leaf layer of `net` with its actual input, found by walking into combinators.
 
-    A combinator is walked as a chain only if it is `chained` (`serial`) and running its
-    children one after the other reproduces its own output; any other is one site.
+    A combinator is walked into through its `wiring` (`base.Layer`): each child gets the
+    params, input, key and state the combinator's forward gives it (`serial` chains them,
+    `residual` gives each the block's input, `tie` puts the shared leaf in place), so
+    layers inside residual blocks, transformer blocks and GPTs are found at their address.
+    The walk is verified: if the children's outputs, combined by the wiring, do not
+    reproduce the combinator's own output exactly, the combinator is one site.
     """
     found: list[Site] = []
 
     def walk(layer, p, x, key, state, path):
-        if _chains(layer, p, state):
-            mark, n = len(found), len(layer.children)
-            keys = [None] * n if key is None else list(jax.random.split(key, n))
-            states = state if layer.stateful else ((),) * n
-            y = x
+        if layer.wiring is not None and layer.children:
+            mark = len(found)
+
+            def call(i, p_i, x_i, k_i, s_i):
+                return walk(layer.children[i], p_i, x_i, k_i, s_i, (*path, i))
+
             try:
-                for i, child in enumerate(layer.children):
-                    y = walk(child, p[i], y, keys[i], states[i], (*path, i))
-            except ValueError:  # its children do not take each other's outputs (a residual)
+                y = run_children(layer, p, x, key, state, call)
+            except (ValueError, TypeError, IndexError, KeyError):  # the wiring does not fit
                 y = None
             whole = forward_with_state(layer, p, x, key=key, state=state)[0]
-            if y is not None and jax.tree.structure(whole) == jax.tree.structure(y) and all(
-                np.array_equal(np.asarray(a), np.asarray(b), equal_nan=True)
-                for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(y), strict=True)
-            ):
+            if y is not None and _same(whole, y):
                 return y
-            del found[mark:]  # not a chain after all: check it as one unit
+            del found[mark:]  # the wiring does not say what the forward does: one unit
         found.append(Site(path, layer, p, x, key, state))
         return forward_with_state(layer, p, x, key=key, state=state)[0]
 
-    walk(net, params, x, key, state, ())
+    walk(net, params, x, key, state if net.stateful else (), ())
     return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    return jax.tree.structure(a) == jax.tree.structure(b) and all(
+        np.array_equal(np.asarray(u), np.asarray(v), equal_nan=True)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    )
 
 
 def check_site(site: Site, **options: Any) -> tuple[list[VJPRow], list[str]]:

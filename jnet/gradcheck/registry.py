@@ -12,8 +12,15 @@ import jax.numpy as jnp
 
 from jnet import initializers
 from jnet import layers as L
-from jnet.gradcheck import GradientReport, check_gradients, conv_cases, rnn_cases
-from jnet.gradcheck.case import Case
+from jnet.gradcheck import (
+    GradientReport,
+    attention_cases,
+    check_gradients,
+    conv_cases,
+    rnn_cases,
+    transformer_cases,
+)
+from jnet.gradcheck.case import Case, draw_input
 from jnet.gradcheck.case import binary as _binary
 from jnet.gradcheck.case import labels as _labels
 from jnet.gradcheck.case import onehot as _onehot
@@ -84,6 +91,8 @@ CASES: dict[str, Case] = {
 }
 CASES.update(conv_cases.CASES)
 CASES.update(rnn_cases.CASES)
+CASES.update(attention_cases.CASES)
+CASES.update(transformer_cases.CASES)
 
 
 def case_inputs(case: Case, dtype: Any = jnp.float64, seed: int = 0, *, with_state: bool = False):
@@ -97,7 +106,7 @@ def case_inputs(case: Case, dtype: Any = jnp.float64, seed: int = 0, *, with_sta
     out_shape, params, state = init_with_state(net, k_init, case.input_shape)
     cast = lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p  # noqa: E731
     params, state = jax.tree.map(cast, params), jax.tree.map(cast, state)
-    x = jax.random.normal(k_x, case.input_shape, dtype)
+    x = draw_input(net, k_x, case.input_shape, dtype)
     y = case.targets(k_y, out_shape, dtype)
     drawn = (net, params, x, y, (k_drop if case.uses_key else None))
     return (*drawn, state) if with_state else drawn

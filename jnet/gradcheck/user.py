@@ -62,6 +62,8 @@ def check_layer(
     dtype: Any = jnp.float64,
     training: bool = False,
     seed: int = 0,
+    input_dtype: Any = None,
+    input_range: tuple[int, int] | None = None,
     **options: Any,
 ) -> GradientReport:
     """`check_gradients` on `layer` with random parameters, inputs and targets.
@@ -71,7 +73,12 @@ def check_layer(
       input_shape: the input's shape with its batch axis, e.g. `(8, 16)`; or an input array.
       loss: a `jnet.Loss` or the name of a built-in one; targets are drawn to fit it
         (labels for softmax cross entropy, 0/1 for binary cross entropy, normal otherwise).
-      dtype: of the parameters and input.
+      dtype: of the parameters and (a float) input.
+      input_dtype: an integer dtype (e.g. `"int32"`) for a layer that takes integer input,
+        such as token ids; default: integer ids in `[0, layer.vocab_size)` for a layer that
+        says it takes them (an `embedding` first), else floats in `dtype`.
+      input_range: `(low, high)`: integer inputs drawn from `[low, high)` (needed for an
+        integer input_dtype unless the layer has a `vocab_size`).
       training: pass a PRNG key, so dropout draws masks and batch norm uses batch statistics.
       seed: seeds parameters, inputs, targets, key and probes.
       **options: passed to `check_gradients` (order, probes, rtol, fd_tol, fd_eps, ...).
@@ -83,13 +90,31 @@ def check_layer(
     # float64 without jax_enable_x64 is float32: say so with jnet's own warning (from
     # check_gradients), not JAX's truncation warning at every draw.
     dtype = jax.dtypes.canonicalize_dtype(dtype)
+    integer = input_dtype is not None and jnp.issubdtype(input_dtype, jnp.integer)
+    if input_dtype is not None and not integer and input_range is not None:
+        raise ValueError(f"input_range is for integer inputs; input_dtype is {input_dtype}")
+    if integer and input_range is None and layer.vocab_size is None:
+        raise ValueError(
+            f"an integer input ({jnp.dtype(input_dtype)}) needs input_range=(low, high): "
+            f"{layer.name} does not say which ids it takes"
+        )
+    if input_range is not None and not 0 <= input_range[0] < input_range[1]:
+        raise ValueError(f"input_range must be (low, high) with 0 <= low < high; got "
+                         f"{tuple(input_range)}")  # fmt: skip
     # Inputs and targets are drawn with numpy: jax.random would compile a program per draw,
     # which cost more than the check of a small layer itself.
     rng = np.random.default_rng(seed)
     if isinstance(input_shape, jax.Array):
         x = input_shape
     else:
-        x = jnp.asarray(rng.standard_normal(tuple(int(d) for d in input_shape)).astype(dtype))
+        shape = tuple(int(d) for d in input_shape)
+        if input_range is None and layer.vocab_size is not None:
+            input_range = (0, layer.vocab_size)
+        if input_range is not None:  # token ids: repeats are likely, the scatter-add's case
+            ids = rng.integers(input_range[0], input_range[1], shape)
+            x = jnp.asarray(ids, input_dtype if integer else jnp.int32)
+        else:
+            x = jnp.asarray(rng.standard_normal(shape).astype(dtype))
     out_shape, params, state = init_with_state(layer, jax.random.key(seed), x.shape)
 
     def cast(a):

@@ -44,9 +44,19 @@ class Layer(NamedTuple):
       children: the layers a combinator is built from, in the order of its params
         (empty for a plain layer); `summary` and the gradient checker walk them.
       chained: whether the children run one after another, each on the previous one's
-        output (`serial`), so that `summary` and the gradient checker follow shapes and
-        inputs through them; False where each child gets the combinator's own input
-        (`residual`, `concat`).
+        output (`serial`); False where each child gets the combinator's own input
+        (`residual`, `concat`). Informative: `wiring` is what the walks follow.
+      wiring: how a combinator runs its children, `(params, x, key, states, call) -> y`
+        (`states`: one per child, `()` for a stateless one; see `run_children`). It calls
+        `call(i, params_i, x_i, key_i, state_i) -> y_i` for each child with exactly the
+        params, input, key and state its forward gives that child, and combines their
+        outputs as its forward does (serial's and residual's forwards are their wiring).
+        None: a plain layer, or an opaque one. `jnet.summary` and the gradient checker's
+        culprit finder walk into a combinator through it (the checker verifies that it
+        reproduces the forward's output).
+      vocab_size: set when the input is integer token ids in `[0, vocab_size)` (an
+        `embedding`, or a network that starts with one): `fit`/`evaluate`'s data check,
+        `summary` and the gradient checker then take integer inputs.
     """
 
     init: Callable[..., tuple]
@@ -56,6 +66,8 @@ class Layer(NamedTuple):
     stateful: bool = False
     children: tuple[Layer, ...] = ()
     chained: bool = False
+    wiring: Callable[..., Any] | None = None
+    vocab_size: int | None = None
 
     def __repr__(self) -> str:
         return f"Layer({self.name})"
@@ -79,6 +91,15 @@ def forward_with_state(
         return layer.forward(params, x, key=key, state=state)
     y, cache = layer.forward(params, x, key=key)
     return y, cache, state
+
+
+def run_children(
+    layer: Layer, params: Params, x: Any, key: Any, state: State, call: Callable[..., Any]
+) -> Any:
+    """`layer.wiring(params, x, key, state, call)`; a stateless layer's state is `()` per child."""
+    if not layer.stateful:
+        state = ((),) * len(layer.children)
+    return layer.wiring(params, x, key, state, call)
 
 
 def state_for(net: Layer, state: State, where: str) -> State:

@@ -1,4 +1,5 @@
-"""Combinators: layers made of layers. `serial` chains them; `mlp` builds the usual stack.
+"""Combinators: layers made of layers. `serial` chains them (`residual.py` branches,
+`tie.py` shares a weight; the models built from layers are in `jnet.models`).
 
 A combinator is itself a `Layer`, so networks nest, and its backward is the chain of its
 children's hand-written backwards. Inside a combinator a child is addressed as
@@ -15,7 +16,6 @@ import jax
 
 from jnet.layers.base import Layer, forward_with_state, init_with_state
 from jnet.layers.checks import BackwardError, check_backward
-from jnet.layers.core import dense, dropout, relu
 
 
 class LayerError(ValueError):
@@ -118,29 +118,22 @@ def serial(*layers: Layer, name: str | None = None) -> Layer:
             return shape, tuple(params), tuple(states)
         return shape, tuple(params)
 
-    def run(params, x, key, state):
+    def wiring(params, x, key, states, call):
+        for i, (p, k, s) in enumerate(zip(params, _split(key, len(layers)), states, strict=True)):
+            x = call(i, p, x, k, s)
+        return x
+
+    def forward_stateful(params, x, *, key=None, state):
         if not isinstance(params, tuple | list) or len(params) != len(layers):
             got = len(params) if isinstance(params, tuple | list) else type(params).__name__
             raise ValueError(f"{name}: got params for {got} layers but it has {len(layers)}")
-        caches, states = [], []
-        for i, (layer, p, k, s) in enumerate(
-            zip(layers, params, _split(key, len(layers)), state, strict=True)
-        ):
-            y, cache, s = at(i, layer, forward_with_state, layer, p, x, key=k, state=s)
-            at(i, layer, check_backward, layer.name, layer.backward, p, x, cache, y)
-            x = y
-            caches.append(cache)
-            states.append(s)
-        return x, tuple(caches), tuple(states)
-
-    def forward(params, x, *, key=None):
-        y, caches, _ = run(params, x, key, ((),) * len(layers))
-        return y, caches
-
-    def forward_stateful(params, x, *, key=None, state):
         if not isinstance(state, tuple) or len(state) != len(layers):
             raise ValueError(f"{name}: state must be a tuple with one entry per layer")
-        return run(params, x, key, state)
+        return run_checked(layers, wiring, params, x, key, state)
+
+    def forward(params, x, *, key=None):
+        y, caches, _ = forward_stateful(params, x, key=key, state=((),) * len(layers))
+        return y, caches
 
     def backward(params, caches, dy):
         grads = [None] * len(layers)
@@ -150,33 +143,30 @@ def serial(*layers: Layer, name: str | None = None) -> Layer:
 
     return Layer(
         init, forward_stateful if stateful else forward, backward, name, stateful,
-        tuple(layers), chained=True,
+        tuple(layers), chained=True, wiring=wiring,
+        vocab_size=layers[0].vocab_size if layers else None,
     )  # fmt: skip
 
 
-def mlp(
-    sizes: Sequence[int],
-    activation: Callable[[], Layer] = relu,
-    *,
-    dropout_rate: float = 0.0,
-    **dense_kwargs: Any,
-) -> Layer:
-    """`dense, activation, [dropout], ..., dense`: a multilayer perceptron.
+def run_checked(
+    layers, wiring, params, x, key, state, outs: list | None = None
+) -> tuple[Any, tuple, tuple]:
+    """A combinator's forward through its `wiring`: `(y, caches, states)`, one cache and
+    state per child; each child's errors re-raised with its address and its backward's
+    output checked (abstractly) at the input it got. `outs`, if given, receives the
+    children's outputs."""
+    n = len(layers)
+    caches, states, ys = [None] * n, [None] * n, [None] * n
 
-    Args:
-      sizes: the widths of the dense layers; the last is the output (logits).
-      activation: factory of the hidden activation, e.g. `jnet.tanh`.
-      dropout_rate: if > 0, a `dropout` after every hidden activation.
-      **dense_kwargs: passed to every `dense` (`w_init`, `b_init`, `compute_dtype`).
+    def call(i, p, x_i, k, s):
+        layer = layers[i]
+        y, caches[i], states[i] = at(i, layer, forward_with_state, layer, p, x_i, key=k, state=s)
+        at(i, layer, check_backward, layer.name, layer.backward, p, x_i, caches[i], y)
+        ys[i] = y
+        return y
 
-    Example: `mlp([512, 10], w_init=jnet.initializers.normal(0.01),
-    b_init=jnet.initializers.normal(0.01))` is tutorial 000's 784-512-10.
-    """
-    if isinstance(sizes, int) or not len(sizes):
-        raise ValueError(f"mlp: sizes is a list of layer widths, e.g. [512, 10]; got {sizes!r}")
-    layers = []
-    for n in sizes[:-1]:
-        layers += [dense(n, **dense_kwargs), activation()]
-        if dropout_rate:
-            layers.append(dropout(dropout_rate))
-    return serial(*layers, dense(sizes[-1], **dense_kwargs))
+    y = wiring(params, x, key, state, call)
+    if outs is not None:
+        outs.extend(ys)
+    return y, tuple(caches), tuple(states)
+

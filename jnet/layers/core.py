@@ -1,4 +1,5 @@
-"""Core layers: dense, the activations, flatten and dropout, each with a hand-written backward.
+"""Core layers: dense, the activations (gelu among them), flatten and dropout, each with a
+hand-written backward.
 
 Every backward works over any leading axes, so the same code serves `(N, D)` batches
 and the per-example `(D,)` shapes it sees under `jax.vmap`. Shapes and dtypes are
@@ -8,6 +9,7 @@ layer, never an XLA error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -70,11 +72,44 @@ def softmax() -> Layer:
     return _elementwise("softmax()", lambda x: jax.nn.softmax(x, axis=-1), grad)
 
 
+def gelu(approximate: bool = False) -> Layer:
+    """GELU, `x * Phi(x)`: the exact erf form by default (PyTorch's `nn.GELU()`, nanoGPT).
+
+    `approximate=True` is the tanh form of GPT-2 and llm.c (`jax.nn.gelu`'s default):
+    `0.5 x (1 + tanh(u))`, `u = sqrt(2/pi) (x + 0.044715 x^3)`. Backward by hand:
+    exact `Phi(x) + x phi(x)`; tanh `0.5 (1 + t) + 0.5 x (1 - t^2) u'(x)`.
+    """
+    if not isinstance(approximate, bool):
+        raise ValueError(f"gelu: approximate must be True or False; got {approximate!r}")
+    if approximate:
+        c = math.sqrt(2.0 / math.pi)
+
+        def fn(x):
+            return 0.5 * x * (1 + jnp.tanh(c * (x + 0.044715 * x**3)))
+
+        def grad(x, y, dy):
+            t = jnp.tanh(c * (x + 0.044715 * x**3))
+            du = c * (1 + 3 * 0.044715 * x * x)
+            return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+
+        return _elementwise("gelu(approximate=True)", fn, grad)
+
+    def exact(x):
+        return 0.5 * x * (1 + jax.lax.erf(x / math.sqrt(2.0)))
+
+    def exact_grad(x, y, dy):
+        cdf = 0.5 * (1 + jax.lax.erf(x / math.sqrt(2.0)))
+        return dy * (cdf + x * jnp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi))
+
+    return _elementwise("gelu()", exact, exact_grad)
+
+
 def dense(
     n: int,
     w_init: initializers.Initializer | None = None,
     b_init: initializers.Initializer | None = None,
     *,
+    bias: bool = True,
     compute_dtype: Any = None,
 ) -> Layer:
     """Fully connected layer `y = x @ w + b` over any leading axes.
@@ -83,36 +118,60 @@ def dense(
       n: output features.
       w_init: weight initializer, `(fan_in, n)`; default Glorot normal.
       b_init: bias initializer, `(n,)`; default zeros.
+      bias: False leaves out `b` (params `{"w"}` alone), as nanoGPT's `bias=False`.
       compute_dtype: e.g. `jnp.bfloat16` to run both matmuls in that dtype with
         float32 accumulation, keeping parameters and outputs in their own dtype.
 
-    Shapes: x `(..., d)` -> y `(..., n)`; params `{"w": (d, n), "b": (n,)}`.
+    Shapes: x `(..., d)` -> y `(..., n)`; params `{"w": (d, n), "b": (n,)}`. A PyTorch
+    `nn.Linear` loads as `w = weight.T`, `b = bias`.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"dense: n is the number of output features, an int >= 1; got {n!r}")
+    return width_dense(lambda d: n, f"dense({n})", w_init, b_init, bias=bias,
+                       compute_dtype=compute_dtype)  # fmt: skip
+
+
+def width_dense(
+    width: Callable[[int], int],
+    name: str,
+    w_init: initializers.Initializer | None = None,
+    b_init: initializers.Initializer | None = None,
+    *,
+    bias: bool = True,
+    compute_dtype: Any = None,
+) -> Layer:
+    """`dense` whose output width is `width(d)` of its input width `d`: the transformer's
+    `dense(4·D)` and `dense(D)`, built before D is known. Same params and backward."""
+    if not isinstance(bias, bool):
+        raise ValueError(f"{name}: bias must be True or False; got {bias!r}")
     if compute_dtype is not None and not jnp.issubdtype(compute_dtype, jnp.floating):
         raise ValueError(
-            f"dense({n}): compute_dtype must be floating point; got {jnp.dtype(compute_dtype)}"
+            f"{name}: compute_dtype must be floating point; got {jnp.dtype(compute_dtype)}"
         )
-    name = f"dense({n})"
     w_init = w_init or initializers.glorot_normal()
     b_init = b_init or initializers.zeros()
+    keys = {"w", "b"} if bias else {"w"}
 
     def init(key, input_shape):
         if len(input_shape) < 1:
             raise ValueError(f"{name}: input shape must be (..., features); got {input_shape}")
+        n = width(input_shape[-1])
         wkey, bkey = jax.random.split(key)
-        params = {"w": w_init(wkey, (input_shape[-1], n)), "b": b_init(bkey, (n,))}
+        params = {"w": w_init(wkey, (input_shape[-1], n))}
+        if bias:
+            params["b"] = b_init(bkey, (n,))
         return tuple(input_shape[:-1]) + (n,), params
 
     def forward(params, x, *, key=None):
         check_float(name, x)
-        w, b = _weights(name, params)
+        w = param_dict(name, params, keys)["w"]
         d = w.shape[0]
-        if w.shape[1:] != (n,) or b.shape != (n,):
+        n = width(d)
+        b_shape = params["b"].shape if bias else (n,)
+        if w.shape[1:] != (n,) or b_shape != (n,):
+            held = f"w {w.shape} and b {b_shape}" if bias else f"w {w.shape}"
             raise ValueError(
-                f"{name}: params hold w {w.shape} and b {b.shape}, not (d, {n}) and ({n},): "
-                "they are another layer's"
+                f"{name}: params hold {held}, not (d, {n}) and ({n},): they are another layer's"
             )
         if x.ndim < 1 or x.shape[-1] != d:
             raise ValueError(
@@ -120,28 +179,28 @@ def dense(
                 f"{d} input features; expected (..., {d})"
             )
         if compute_dtype is None:
-            return x @ params["w"] + params["b"], x  # cache = x
+            y = x @ w
+            return (y + params["b"] if bias else y), x  # cache = x
         xc = x.astype(compute_dtype)
-        y = jnp.matmul(xc, params["w"].astype(compute_dtype), preferred_element_type=x.dtype)
-        return y + params["b"], xc
+        y = jnp.matmul(xc, w.astype(compute_dtype), preferred_element_type=x.dtype)
+        return (y + params["b"] if bias else y), xc
 
     def backward(params, x, dy):
         # Fold all leading axes: one code path for batches and for vmap's per-example shapes.
         x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
         w = params["w"]
         if compute_dtype is None:
-            return {"w": x2.T @ dy2, "b": dy2.sum(0)}, dy @ w.T
-        dyc = dy.astype(compute_dtype)
-        dw = jnp.matmul(x2.T, dyc.reshape(dy2.shape), preferred_element_type=w.dtype)
-        dx = jnp.matmul(dyc, w.T.astype(compute_dtype), preferred_element_type=dy.dtype)
-        return {"w": dw, "b": dy2.sum(0)}, dx
+            grads, dx = {"w": x2.T @ dy2}, dy @ w.T
+        else:
+            dyc = dy.astype(compute_dtype)
+            dw = jnp.matmul(x2.T, dyc.reshape(dy2.shape), preferred_element_type=w.dtype)
+            dx = jnp.matmul(dyc, w.T.astype(compute_dtype), preferred_element_type=dy.dtype)
+            grads = {"w": dw}
+        if bias:
+            grads["b"] = dy2.sum(0)
+        return grads, dx
 
     return Layer(init, forward, backward, name)
-
-
-def _weights(name: str, params: Any) -> tuple[jax.Array, jax.Array]:
-    params = param_dict(name, params, {"w", "b"})
-    return params["w"], params["b"]
 
 
 def flatten(ndim: int | None = None) -> Layer:

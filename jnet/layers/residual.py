@@ -10,44 +10,49 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jnet.layers.base import Layer, forward_with_state, init_with_state
-from jnet.layers.combinators import _split, at, check_layers
+from jnet.layers.base import Layer, init_with_state
+from jnet.layers.combinators import _split, at, check_layers, run_checked
 
 
-def _branches(name, layers, params, x, key, state):
-    """Runs every child on the same `x`: `(outputs, caches, states)`."""
-    if not isinstance(params, tuple | list) or len(params) != len(layers):
-        got = len(params) if isinstance(params, tuple | list) else type(params).__name__
-        raise ValueError(f"{name}: got params for {got} layers but it has {len(layers)}")
-    if not isinstance(state, tuple) or len(state) != len(layers):
-        raise ValueError(f"{name}: state must be a tuple with one entry per layer")
-    outs = [
-        at(i, layer, forward_with_state, layer, p, x, key=k, state=s)
-        for i, (layer, p, k, s) in enumerate(
-            zip(layers, params, _split(key, len(layers)), state, strict=True)
-        )
-    ]
-    return [o[0] for o in outs], tuple(o[1] for o in outs), tuple(o[2] for o in outs)
-
-
-def _layer(name, layers, init, run, backward):
-    """Wraps `run(params, x, key, state) -> (y, cache, state)` in the stateless or stateful form."""
+def _layer(name, layers, init, wiring, backward, widths_axis=None):
+    """A branching combinator whose forward is its `wiring` (see `base.Layer`), stateless
+    or stateful as its children are. With `widths_axis`, the cache is `(caches, widths)`:
+    zero-size arrays carrying each child's output size on that axis (residuals must be
+    arrays), for concat's backward to split `dy`."""
     stateful = any(layer.stateful for layer in layers)
 
-    def forward(params, x, *, key=None):
-        y, cache, _ = run(params, x, key, ((),) * len(layers))
-        return y, cache
-
     def forward_stateful(params, x, *, key=None, state):
-        return run(params, x, key, state)
+        if not isinstance(params, tuple | list) or len(params) != len(layers):
+            got = len(params) if isinstance(params, tuple | list) else type(params).__name__
+            raise ValueError(f"{name}: got params for {got} layers but it has {len(layers)}")
+        if not isinstance(state, tuple) or len(state) != len(layers):
+            raise ValueError(f"{name}: state must be a tuple with one entry per layer")
+        if widths_axis is None:
+            return run_checked(layers, wiring, params, x, key, state)
+        outs: list = []
+        y, caches, states = run_checked(layers, wiring, params, x, key, state, outs)
+        widths = tuple(jnp.zeros((0, o.shape[widths_axis]), o.dtype) for o in outs)
+        return y, (caches, widths), states
+
+    def forward(params, x, *, key=None):
+        y, caches, _ = forward_stateful(params, x, key=key, state=((),) * len(layers))
+        return y, caches
 
     def init_any(key, input_shape):
         shape, params, states = init(key, tuple(input_shape))
         return (shape, params, states) if stateful else (shape, params)
 
     return Layer(
-        init_any, forward_stateful if stateful else forward, backward, name, stateful, layers
-    )
+        init_any, forward_stateful if stateful else forward, backward, name, stateful, layers,
+        wiring=wiring,
+    )  # fmt: skip
+
+
+def _each(params, x, key, states, call):
+    """Every child on the combinator's own input `x`, one split key each: their outputs."""
+    keys = _split(key, len(params))
+    return [call(i, p, x, k, s) for i, (p, k, s) in enumerate(zip(params, keys, states,
+                                                                  strict=True))]  # fmt: skip
 
 
 def _init_children(layers, key, input_shape):
@@ -89,11 +94,11 @@ def residual(layer: Layer, *, projection: Layer | None = None) -> Layer:
         check(input_shape, shapes[0], shapes[-1] if projection else input_shape)
         return shapes[0], params, states
 
-    def run(params, x, key, state):
-        outs, caches, states = _branches(name, layers, params, x, key, state)
+    def wiring(params, x, key, states, call):
+        outs = _each(params, x, key, states, call)
         skip = outs[1] if projection is not None else x
         check(x.shape, outs[0].shape, skip.shape)
-        return outs[0] + skip, caches, states
+        return outs[0] + skip
 
     def backward(params, caches, dy):
         dbranch, dx = layer.backward(params[0], caches[0], dy)
@@ -102,7 +107,7 @@ def residual(layer: Layer, *, projection: Layer | None = None) -> Layer:
         dproj, dx_skip = projection.backward(params[1], caches[1], dy)
         return (dbranch, dproj), dx + dx_skip
 
-    return _layer(name, layers, init, run, backward)
+    return _layer(name, layers, init, wiring, backward)
 
 
 def concat(*layers: Layer, axis: int = -1) -> Layer:
@@ -137,12 +142,10 @@ def concat(*layers: Layer, axis: int = -1) -> Layer:
         shapes, params, states = _init_children(layers, key, input_shape)
         return joined([tuple(s) for s in shapes]), params, states
 
-    def run(params, x, key, state):
-        outs, caches, states = _branches(name, layers, params, x, key, state)
+    def wiring(params, x, key, states, call):
+        outs = _each(params, x, key, states, call)
         joined([tuple(o.shape) for o in outs])
-        # Zero-size arrays carry each output's width to backward (residuals must be arrays).
-        widths = tuple(jnp.zeros((0, o.shape[axis]), o.dtype) for o in outs)
-        return jnp.concatenate(outs, axis=axis), (caches, widths), states
+        return jnp.concatenate(outs, axis=axis)
 
     def backward(params, cache, dy):
         caches, widths = cache
@@ -158,4 +161,4 @@ def concat(*layers: Layer, axis: int = -1) -> Layer:
             dx = d if dx is None else dx + d
         return tuple(grads), dx
 
-    return _layer(name, tuple(layers), init, run, backward)
+    return _layer(name, tuple(layers), init, wiring, backward, widths_axis=axis)

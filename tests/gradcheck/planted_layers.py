@@ -150,6 +150,25 @@ def bias_only(name="bias_only"):
     return jnet.Layer(init, forward, backward, name)
 
 
+def lookup(add=True, name="lookup"):
+    """A user's own embedding, integer ids -> rows of w (50, 4), which does not declare its
+    vocab_size (the CLI needs --input-dtype and --input-range). The bug (`add=False`): the
+    backward writes each token's gradient instead of adding it, so a repeated token keeps
+    only one of its gradients."""
+
+    def init(key, input_shape):
+        return tuple(input_shape) + (4,), {"w": jax.random.normal(key, (50, 4))}
+
+    def forward(params, x, *, key=None):
+        return params["w"][x], x
+
+    def backward(params, x, dy):
+        rows, at = dy.reshape(-1, 4), jnp.zeros((50, 4), dy.dtype).at[x.reshape(-1)]
+        return {"w": at.add(rows) if add else at.set(rows)}, None
+
+    return jnet.Layer(init, forward, backward, name)
+
+
 def root(name="root"):
     """y = sqrt(x): NaN for negative inputs, which the next layer then receives."""
 
@@ -164,3 +183,15 @@ def root(name="root"):
         return (), dy / (2 * y)
 
     return jnet.Layer(init, forward, backward, name)
+
+
+def lookup_net():
+    return jnet.serial(lookup(), jnet.dense(3))
+
+
+def bad_lookup_net():
+    return jnet.serial(lookup(add=False), jnet.dense(3))
+
+
+def embedding_net():
+    return jnet.serial(jnet.embedding(50, 4), jnet.layer_norm(), jnet.dense(3))

@@ -76,13 +76,17 @@ def test_layers_see_the_activations_that_flow_into_them():
     np.testing.assert_array_equal(found[2].x, jax.numpy.tanh(h))
 
 
-def test_only_chained_combinators_are_walked_into():
+def test_combinators_are_walked_into_through_their_wiring():
     block = jnet.residual(jnet.serial(jnet.dense(3), jnet.tanh()))
     net = jnet.serial(jnet.dense(3), block)
     params, x, _, _ = inputs(net)
-    assert [s.address for s in sites(net, params, x)] == ["0:dense(3)", f"1:{block.name}"]
-    # A combinator that claims to chain but does not (here: a residual) is one site.
-    liar = block._replace(chained=True)
+    found = sites(net, params, x)
+    assert [s.address for s in found] == ["0:dense(3)", "1/0/0:dense(3)", "1/0/1:tanh()"]
+    h = jnet.dense(3).forward(params[0], x)[0]
+    np.testing.assert_array_equal(found[1].x, h)  # the branch gets the block's input
+    # A combinator whose wiring does not reproduce its forward (here: it drops the skip
+    # connection) is one site.
+    liar = block._replace(wiring=lambda p, x, k, s, call: call(0, p[0], x, k, s[0]))
     found = sites(jnet.serial(jnet.dense(3), liar), params, x)
     assert [s.address for s in found] == ["0:dense(3)", f"1:{block.name}"]
 
