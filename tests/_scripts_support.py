@@ -51,6 +51,11 @@ COMMANDS = {
     "benchmarks/lstm.py": ["--steps", "1", "--repeats", "1", "--batch-size", "8", "--hidden",
                            "8", "--no-torch", "--data-dir", "{data}/mnist"],
     "benchmarks/load_data.py": ["--repeats", "1", *DATA],
+    "experiments/shakespeare_char.py": QUICK + DATA + ["--iters", "30", "--top-k", "5"],
+    "benchmarks/transformer.py": ["--quick", "--write-md", "{out}/BENCHMARKS.md"],
+    "benchmarks/attention_memory.py": ["--quick"],
+    "benchmarks/host_data.py": ["--quick", *DATA],
+    "benchmarks/gradcheck.py": ["--quick", "--tasks", "layer"],
 }  # fmt: skip
 
 

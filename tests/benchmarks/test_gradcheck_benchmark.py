@@ -2,20 +2,16 @@
 (no timing checks)."""
 
 import pathlib
-import subprocess
-import sys
 
 import pytest
+from _scripts_support import run as run_script
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_the_gradcheck_benchmark_prints_its_table():
-    run = subprocess.run(
-        [sys.executable, "benchmarks/gradcheck.py", "--quick", "--tasks", "layer"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+def test_the_gradcheck_benchmark_prints_its_table(tmp_path_factory):
+    run = run_script("benchmarks/gradcheck.py", tmp_path_factory)  # shared with test_scripts
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert "load average" in lines[0] and lines[1].split()[:3] == ["task", "tree", "median"]

@@ -1,20 +1,16 @@
 """benchmarks/host_data.py as its users run it: a separate process from the repository root."""
 
 import pathlib
-import subprocess
-import sys
 
 import pytest
+from _scripts_support import run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_host_data_quick_prints_both_paths(data_dir):
-    done = subprocess.run(
-        [sys.executable, "benchmarks/host_data.py", "--quick", "--data-dir", str(data_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+def test_host_data_quick_prints_both_paths(tmp_path_factory, data_dir):
+    done = run("benchmarks/host_data.py", tmp_path_factory, data_dir)  # shared with test_scripts
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     rows = {

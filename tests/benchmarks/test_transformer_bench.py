@@ -1,24 +1,17 @@
 """benchmarks/transformer.py --quick as a separate process from the repository root."""
 
 import pathlib
-import subprocess
-import sys
 
 import pytest
+from _scripts_support import run
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # compiles three GPT training loops (and imports torch when installed)
-def test_transformer_benchmark_quick(tmp_path):
-    md = tmp_path / "BENCHMARKS.md"
-    done = subprocess.run(
-        [sys.executable, "benchmarks/transformer.py", "--quick", "--write-md", str(md)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+def test_transformer_benchmark_quick(tmp_path_factory):
+    done = run("benchmarks/transformer.py", tmp_path_factory)  # shared with test_scripts.py
+    md = done.out / "BENCHMARKS.md"
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     for name in (

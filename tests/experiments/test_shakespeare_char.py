@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from _scripts_support import run
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = "experiments/shakespeare_char.py"
@@ -19,11 +20,11 @@ def _run(*argv: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow  # compiles a GPT, its evaluation and its sampler: ~20-60 s
-def test_quick_run_writes_metrics_plot_and_samples(tmp_path, data_dir):
+def test_quick_run_writes_metrics_plot_and_samples(tmp_path_factory, data_dir):
     if not (data_dir / "tinyshakespeare" / "input.txt").is_file():
         pytest.skip("tiny Shakespeare not found")
-    out = tmp_path / "run"
-    done = _run("--quick", "--no-progress", "--out", str(out), "--iters", "30", "--top-k", "5")
+    done = run(SCRIPT, tmp_path_factory, data_dir)  # the run test_scripts.py checks too
+    out = done.out
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     rows = {r["metric"]: r for r in metrics["rows"]}

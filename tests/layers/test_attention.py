@@ -2,8 +2,6 @@
 masks and fully masked rows, dropout, finite differences, memory, PyTorch, bad input."""
 
 import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +9,7 @@ import jax.test_util
 import numpy as np
 import pytest
 from _marks import fast_at
+from _scripts_support import run
 
 import jnet
 from jnet.gradcheck.attention_cases import naive_attention
@@ -295,10 +294,7 @@ def test_bad_inputs_at_forward_name_the_problem():
 
 
 @pytest.mark.slow
-def test_memory_benchmark_runs_as_a_script():
-    out = subprocess.run(
-        [sys.executable, "benchmarks/attention_memory.py", "--quick"], cwd=ROOT,
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+def test_memory_benchmark_runs_as_a_script(tmp_path_factory):
+    out = run("benchmarks/attention_memory.py", tmp_path_factory)  # shared with test_scripts.py
     assert out.returncode == 0, out.stderr
     assert "| 256 |" in out.stdout and "jnet / naive" in out.stdout
