@@ -38,9 +38,10 @@ def hoist_input_projection() -> bool:
     (True), or each step's `(N, D) x (D, gates*H)` product inside the scan body (False).
 
     Decided at trace time by the backend: False on a CPU, True elsewhere. On XLA:CPU the
-    per-step product measured 0.75-0.82x the hoisted step's time for an LSTM(128) at D = 28,
-    128 and 512 (BENCHMARKS.md, LSTM): hoisting writes a `(T, N, gates*H)` array and reads
-    it back a slice per step, memory traffic that costs more than the small matmuls save.
+    per-step product measured 0.71-0.82x the hoisted step's time for an LSTM(128) at D = 28,
+    128 and 512 on a loaded machine, about the same on a quieter one (BENCHMARKS.md, LSTM):
+    hoisting writes a `(T, N, gates*H)` array and reads it back a slice per step, memory
+    traffic that costs more than the small matmuls save when the caches are contended.
     On a GPU one large matmul saves T small kernel launches. The backward is the same
     either way (its weight gradients are one matmul each over all steps).
     """
