@@ -32,17 +32,12 @@ LOWERINGS = ("matmul", "xla")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-def lowering_for(lowering: str | None, window: tuple[int, int] | None = None) -> str:
-    """The lowering to trace: `lowering` if given, else "xla", except on a CPU for a 1 x 1
-    `window` (a plain matmul of the strided pixels: 3.6-6.8x faster than XLA:CPU's
-    convolution, forward and backward, for the ResNet's strided 1 x 1 projection,
-    BENCHMARKS.md) and on a CPU whose convolutions go to YNNPACK (jnet.xla_flags): there
-    "matmul" is the faster."""
+def lowering_for(lowering: str | None) -> str:
+    """The lowering to trace: `lowering` if given, else "xla", except on a CPU whose
+    convolutions go to YNNPACK (jnet.xla_flags): there "matmul" is the faster."""
     if lowering is not None:
         return lowering
-    if jax.default_backend() == "cpu" and (
-        window == (1, 1) or not xla_flags.ynn_convolutions_off()
-    ):
+    if jax.default_backend() == "cpu" and not xla_flags.ynn_convolutions_off():
         return "matmul"
     return "xla"
 
@@ -83,10 +78,9 @@ def conv2d(
       w_init: kernel initializer, `(kh, kw, in, features)`; default He normal (fans count
         the receptive field).
       b_init: bias initializer, `(features,)`; default zeros.
-      lowering: None (chosen at trace time: "xla", except "matmul" on a CPU for a 1 x 1
-        kernel and on a CPU that leaves convolutions to YNNPACK; see `jnet.xla_flags`),
-        "matmul" (im2col: shifted slices and one matmul) or "xla"
-        (`lax.conv_general_dilated`).
+      lowering: None (chosen at trace time: "xla", except "matmul" on a CPU that leaves
+        convolutions to YNNPACK; see `jnet.xla_flags`), "matmul" (im2col: shifted slices
+        and one matmul) or "xla" (`lax.conv_general_dilated`).
 
     Shapes: x `(N, H, W, in)` -> y `(N, Ho, Wo, features)` (more leading axes are batch axes);
     params `{"w": (kh, kw, in, features), "b": (features,)}`.
@@ -133,7 +127,7 @@ def conv2d(
             )
         pads, out_hw = geometry(x.shape)
         x4 = windows.fold(x)
-        if lowering_for(lowering, window) == "xla":
+        if lowering_for(lowering) == "xla":
             y = lax.conv_general_dilated(
                 x4, w, stride, pads, rhs_dilation=dil, dimension_numbers=_DN
             )
@@ -148,7 +142,7 @@ def conv2d(
         pads, out_hw = geometry(x_in.shape)
         x, dy = windows.fold(x_in), windows.fold(dy)
         db = dy.sum((0, 1, 2))
-        if lowering_for(lowering, window) == "xla":
+        if lowering_for(lowering) == "xla":
             dw = _kernel_grad(x, dy, window, pads, stride, dil)
             dx = _input_grad(dy, w, x.shape[1:3], pads, stride, dil)
         else:

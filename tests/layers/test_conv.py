@@ -80,19 +80,6 @@ def test_same_puts_the_extra_row_and_column_at_the_end():
     np.testing.assert_allclose(y, _reference(x, params["w"], 0.0, 2, "SAME", 1), rtol=1e-12)
 
 
-def test_a_one_by_one_kernel_lowers_to_a_matmul_on_a_cpu():
-    """XLA:CPU's convolution is several times slower than the plain matmul for 1 x 1 kernels."""
-    layer = jnet.conv2d(4, 1, strides=2)
-    _, params = layer.init(jax.random.key(0), (2, 6, 6, 3))
-    x = jnp.ones((2, 6, 6, 3))
-    cpu = jax.default_backend() == "cpu"
-    assert conv.lowering_for(None, (1, 1)) == ("matmul" if cpu else "xla")
-    jaxpr = str(jax.make_jaxpr(lambda x: layer.forward(params, x)[0])(x))
-    assert ("conv_general_dilated" in jaxpr) != cpu
-    want = jnet.conv2d(4, 1, strides=2, lowering="xla").forward(params, x)[0]
-    np.testing.assert_allclose(layer.forward(params, x)[0], want, rtol=1e-12)
-
-
 def test_default_lowering_is_chosen_by_backend():
     layer = jnet.conv2d(2, 3)
     _, params = layer.init(jax.random.key(0), (1, 5, 5, 1))
