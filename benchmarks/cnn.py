@@ -1,6 +1,6 @@
 """The issue's MNIST CNN: jnet's hand-written backward beside jax.grad (and PyTorch), as a table.
 
-    python benchmarks/cnn.py [--steps 20] [--repeats 5] [--batch 128] [--no-torch]
+    python benchmarks/cnn.py [--steps 20] [--repeats 5] [--batch 128] [--no-torch] [--lowering xla]
 
 Network: conv32 3x3, relu, maxpool 2, conv64 3x3, relu, maxpool 2, flatten, dense 128, relu,
 dense 10 (SAME convolutions), softmax cross entropy, plain SGD. One "epoch" is a jitted
@@ -160,8 +160,12 @@ def torch_epoch(params, xs, ys):
     return run, f"torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def parse_args(argv: list[str] | None = None):
+    return conv_flags.parse(__doc__, argv, steps=20, probe_steps=3)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = conv_flags.parse(__doc__, argv, steps=20, probe_steps=3)
+    args = parse_args(argv)
     cpu = platform.processor() or "?"
     print(f"jax {jax.__version__} on {jax.default_backend()} ({cpu}, {os.cpu_count()} cores); "
           f"conv2d default lowering: {conv.lowering_for(None)}; "
@@ -177,8 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         "reference": reference_loss,
     }
     best = {
-        label: fastest({kind: partial(finished, epoch_fn(make(kind), px, py), params)
-                        for kind in conv.LOWERINGS}, label, args.probe_steps)
+        label: args.lowering or fastest({kind: partial(finished, epoch_fn(make(kind), px, py),
+                                                       params) for kind in conv.LOWERINGS},
+                                        label, args.probe_steps)
         for label, make in makers.items()
     }  # fmt: skip
 

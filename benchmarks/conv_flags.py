@@ -1,4 +1,5 @@
-"""The flags `cnn.py` and `resnet.py` share: steps per timed epoch, repeats, batch, probe steps.
+"""The flags `cnn.py` and `resnet.py` share: steps per timed epoch, repeats, batch, probe steps
+(or one `--lowering` for both rows, no probe).
 
 No JAX until the flags are parsed: `--help` and a bad flag answer before anything heavy
 loads. Then XLA:CPU is asked for its Eigen convolutions (`jnet.xla_flags`), before JAX starts.
@@ -20,6 +21,10 @@ def parse(doc: str, argv: Sequence[str] | None, *, steps: int, probe_steps: int)
         "--probe-steps", type=int, default=probe_steps, help="steps of the reference probe"
     )
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument(
+        "--lowering", choices=("xla", "matmul"), default=None,
+        help="run jnet and the reference in this conv lowering, without the probe",
+    )  # fmt: skip
     args = p.parse_args(argv)
     for flag in ("steps", "repeats", "batch", "probe_steps"):
         if getattr(args, flag) < 1:

@@ -1,23 +1,29 @@
-"""LSTM training steps, side by side: jnet's hand-written BPTT vs jax.grad vs PyTorch nn.LSTM.
+"""Recurrent training steps, side by side: jnet's hand-written BPTT vs jax.grad vs PyTorch.
 
-Row-by-row MNIST (28 steps of 28 pixels), `lstm(128, return_sequences=False)` then
-`dense(10)`, softmax cross entropy, batch 128, plain SGD. One process, the same initial
-weights and the same batches for all:
+Row-by-row MNIST (28 steps of 28 pixels), `lstm(128, return_sequences=False)` (or `gru`,
+`rnn`: `--cells`) then `dense(10)`, softmax cross entropy, batch 128, plain SGD. One process,
+the same initial weights and the same batches for all rows of a cell:
 
-  jnet        `jnet.make_step` (the hand-written backward: input projection, dw_x, dw_h
-              and dx one matmul each outside the scans), `--steps` steps in one `lax.scan`.
-  reference   `jax.value_and_grad` of the same forward (a `lax.scan` LSTM with the input
-              projection hoisted out of it, as jnet's) + optax SGD, in the same kind of scan.
-  ref-naive   the same, with `x_t w_x` inside the scan body: how a scan LSTM is often written.
-  torch       `torch.nn.LSTM` + `nn.Linear` on the CPU, eager, a Python loop (if torch imports).
+  jnet         `jnet.make_step` (the hand-written backward; dw_x, dw_h and dx one matmul
+               each outside the scans), `--steps` steps in one `lax.scan`.
+  jnet-hoisted the same with the input projection `x_t w_x + b` of all steps as one matmul
+               before the forward scan: jnet's choice off the CPU; on the CPU jnet runs it
+               inside the scan (`recurrent_cells.hoist_input_projection`). Off the CPU
+               this row is `jnet-in-scan`, the other placement.
+  reference    (lstm) `jax.value_and_grad` of the same forward with the input projection
+               hoisted out of the scan + optax SGD, in the same kind of scan.
+  ref-naive    the same, with `x_t w_x` inside the scan body: how a scan RNN is often written.
+  torch        `torch.nn.LSTM` / `GRU` / `RNN` + `nn.Linear` on the CPU, eager, a Python
+               loop (if torch imports).
 
 Compilation and a warm-up run are excluded; each time is the median (and the best) of
-`--repeats` runs, interleaved across implementations in an order rotated every round, so a
+`--repeats` runs, interleaved across a cell's rows in an order rotated every round, so a
 noisy neighbour on a shared machine slows them alike; on a loaded machine the best run is
-the closer estimate of uncontended speed. After timing, jnet's and the reference's parameters are
-compared (they must agree to float32 rounding):
+the closer estimate of uncontended speed. After timing, jnet's parameters are compared with
+the first jax.grad row's (they must agree to float32 rounding):
 
-    python benchmarks/lstm.py                    # 20 steps, 5 repeats (about 2 minutes)
+    python benchmarks/lstm.py                    # lstm, 20 steps, 5 repeats (about 2 minutes)
+    python benchmarks/lstm.py --cells lstm gru rnn --steps 20 --repeats 5
     python benchmarks/lstm.py --steps 50 --repeats 9 --json results/bench_lstm.json
 """
 
@@ -29,13 +35,15 @@ import os
 import pathlib
 import platform
 import shlex
-import statistics
 import sys
 import time
+
+CELLS = ("lstm", "gru", "rnn")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cells", nargs="+", choices=CELLS, default=["lstm"], help="default: lstm")
     p.add_argument("--steps", type=int, default=20, help="SGD steps per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per implementation")
     p.add_argument("--batch-size", type=int, default=128)
@@ -71,10 +79,23 @@ def load_batches(args):
     return x.reshape(shape + (28, 28)), y.reshape(shape), source
 
 
-def reference_forward(hoisted: bool):
-    """A plain LSTM + dense forward in JAX (gates i, f, g, o), for jax.grad."""
+def reference_forward(hoisted: bool, cell: str = "lstm"):
+    """A plain recurrent layer + dense forward in JAX (jnet's gate layouts), for jax.grad."""
     import jax
     import jax.numpy as jnp
+
+    def step_maths(lp, h, c, a_t):
+        if cell == "lstm":
+            i, f, g, o = jnp.split(a_t + h @ lp["w_h"], 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            return jax.nn.sigmoid(o) * jnp.tanh(c), c
+        if cell == "gru":
+            (ar, az, an), (ur, uz, un) = (jnp.split(v, 3, axis=-1)
+                                          for v in (a_t, h @ lp["w_h"] + lp["b_h"]))  # fmt: skip
+            r, z = jax.nn.sigmoid(ar + ur), jax.nn.sigmoid(az + uz)
+            n = jnp.tanh(an + r * un)
+            return n + z * (h - n), c
+        return jnp.tanh(a_t + h @ lp["w_h"]), c
 
     def forward(params, x):
         lp, dp = params
@@ -82,26 +103,24 @@ def reference_forward(hoisted: bool):
         hidden = lp["w_h"].shape[0]
         a = xs @ lp["w_x"] + lp["b"] if hoisted else xs
 
-        def cell(carry, a_t):
-            h, c = carry
-            z = (a_t if hoisted else a_t @ lp["w_x"] + lp["b"]) + h @ lp["w_h"]
-            i, f, g, o = jnp.split(z, 4, axis=-1)
-            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            return (jax.nn.sigmoid(o) * jnp.tanh(c), c), None
+        def body(carry, a_t):
+            a_t = a_t if hoisted else a_t @ lp["w_x"] + lp["b"]
+            return step_maths(lp, *carry, a_t), None
 
-        zero = jnp.zeros((x.shape[0], hidden), x.dtype)
-        (h, _), _ = jax.lax.scan(cell, (zero, zero), a)
+        zero = jnp.zeros((x.shape[0], hidden), jnp.result_type(x, lp["w_x"]))
+        (h, _), _ = jax.lax.scan(body, (zero, zero), a)
         return h @ dp["w"] + dp["b"]
 
     return forward
 
 
-def jax_impls(args, params, net, xb, yb):
+def jax_impls(args, params, net, xb, yb, cell="lstm"):
     """`{name: (run, compile_seconds)}`; `run()` does all the steps and blocks."""
     import jax
     import optax
 
     import jnet
+    from jnet.layers import recurrent
 
     opt = optax.sgd(args.lr)
     loss = jnet.softmax_cross_entropy
@@ -113,18 +132,27 @@ def jax_impls(args, params, net, xb, yb):
         seconds = time.perf_counter() - compiled_at
         return compiled, seconds
 
-    step = jnet.make_step(net, loss, opt)
-
     def jnet_run(state, xb, yb):
+        step = jnet.make_step(net, loss, opt)  # a new function each call: traced afresh
         state, m = jax.lax.scan(lambda s, b: step(s, b), state, (xb, yb))
         return state.params, m["loss"]
 
     state = jnet.init_state(net, opt, jax.random.key(0), (1, 28, 28), params=params)
-    compiled, sec = timed_jit(jnet_run, state, xb, yb)
-    impls["jnet"] = (lambda: jax.block_until_ready(compiled(state, xb, yb)), sec)
+    choose = recurrent.hoist_input_projection
+    other = not choose()  # the placement of the input projection jnet does not pick here
+    for name, hoist in (("jnet", None), ("jnet-hoisted" if other else "jnet-in-scan", other)):
+        if hoist is not None:  # traced with the other placement
+            recurrent.hoist_input_projection = lambda: other
+        try:  # a new function object: jax.jit's trace cache must not hand back the first
+            compiled, sec = timed_jit(lambda *a: jnet_run(*a), state, xb, yb)
+        finally:
+            recurrent.hoist_input_projection = choose
+        impls[name] = (lambda c=compiled: jax.block_until_ready(c(state, xb, yb)), sec)
 
-    for name, hoisted in (("reference", True), ("ref-naive", False)):
-        forward = reference_forward(hoisted)
+    refs = (("reference", True),) if cell == "lstm" else ()
+    refs += (("ref-naive", False),)
+    for name, hoisted in refs:
+        forward = reference_forward(hoisted, cell)
 
         def value(p, x, y, forward=forward):
             logits = forward(p, x)
@@ -148,8 +176,8 @@ def jax_impls(args, params, net, xb, yb):
     return impls
 
 
-def torch_impl(args, params, xb, yb):
-    """PyTorch nn.LSTM + nn.Linear with the same weights, SGD, a Python loop; or None."""
+def torch_impl(args, params, xb, yb, cell="lstm"):
+    """PyTorch nn.LSTM/GRU/RNN + nn.Linear with the same weights, SGD, a Python loop; or None."""
     try:
         import torch
     except ImportError:
@@ -158,13 +186,17 @@ def torch_impl(args, params, xb, yb):
 
     torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     lp, dp = (jax_tree_numpy(p) for p in params)
-    lstm = torch.nn.LSTM(28, args.hidden, batch_first=True)
+    module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    lstm = module(28, args.hidden, batch_first=True)
     head = torch.nn.Linear(args.hidden, 10)
     with torch.no_grad():
         lstm.weight_ih_l0.copy_(torch.from_numpy(lp["w_x"].T.copy()))
         lstm.weight_hh_l0.copy_(torch.from_numpy(lp["w_h"].T.copy()))
         lstm.bias_ih_l0.copy_(torch.from_numpy(lp["b"].copy()))
-        lstm.bias_hh_l0.zero_()
+        if "b_h" in lp:
+            lstm.bias_hh_l0.copy_(torch.from_numpy(lp["b_h"].copy()))
+        else:
+            lstm.bias_hh_l0.zero_()
         head.weight.copy_(torch.from_numpy(dp["w"].T.copy()))
         head.bias.copy_(torch.from_numpy(dp["b"].copy()))
     state0 = [t.detach().clone() for t in (*lstm.parameters(), *head.parameters())]
@@ -193,70 +225,77 @@ def jax_tree_numpy(tree):
     return {k: np.asarray(v, np.float32) for k, v in tree.items()}
 
 
-def main(argv=None) -> list[dict]:
-    args = parse_args(argv)
+def time_cell(args, cell, xb, yb, source) -> tuple[list[dict], str | None]:
+    """One cell's rows, timed interleaved; prints its table. `(rows, torch version)`."""
     import jax
     import numpy as np
+    from timing import Impl, summarize, time_interleaved
 
     import jnet
 
-    xb, yb, source = load_batches(args)
-    net = jnet.serial(jnet.lstm(args.hidden, return_sequences=False), jnet.dense(10))
+    layer = {"lstm": jnet.lstm, "gru": jnet.gru, "rnn": jnet.rnn}[cell]
+    net = jnet.serial(layer(args.hidden, return_sequences=False), jnet.dense(10))
     _, params = net.init(jax.random.key(0), (1, 28, 28))
-    impls = jax_impls(args, params, net, jax.numpy.asarray(xb), jax.numpy.asarray(yb))
+    impls = jax_impls(args, params, net, jax.numpy.asarray(xb), jax.numpy.asarray(yb), cell)
     torch_version = None
     if not args.no_torch:
-        t = torch_impl(args, params, xb, yb)
+        t = torch_impl(args, params, xb, yb, cell)
         if t is not None:
             impls["torch"] = (t[0], t[1])
             torch_version = t[2]
     names = list(impls)
-    for name in names:  # warm-up
-        impls[name][0]()
-    times = {name: [] for name in names}
-    for r in range(args.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
-            impls[name][0]()
-            times[name].append(time.perf_counter() - start)
-    # The two JAX paths must have trained the same network.
+    times = summarize(time_interleaved([Impl(n, impls[n][0]) for n in names], args.repeats)[1])
+    # jnet and the jax.grad reference must have trained the same network.
+    ref = "reference" if "reference" in impls else "ref-naive"
     p_jnet, l_jnet = impls["jnet"][0]()
-    p_ref, l_ref = impls["reference"][0]()
+    p_ref, l_ref = impls[ref][0]()
     diff = max(
         float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
         for a, b in zip(jax.tree.leaves(p_jnet), jax.tree.leaves(p_ref), strict=True)
     )
-    ref_ms = statistics.median(times["reference"]) / args.steps * 1e3
-    ref_best = min(times["reference"]) / args.steps * 1e3
+    ref_ms = times[ref]["median_s"] / args.steps * 1e3
+    ref_best = times[ref]["min_s"] / args.steps * 1e3
     rows = []
     for name in names:
-        ms = statistics.median(times[name]) / args.steps * 1e3
-        best = min(times[name]) / args.steps * 1e3
+        ms = times[name]["median_s"] / args.steps * 1e3
+        best = times[name]["min_s"] / args.steps * 1e3
         rows.append({
-            "impl": name, "ms_per_step": ms, "best_ms": best, "ratio": ms / ref_ms,
-            "best_ratio": best / ref_best, "compile_s": impls[name][1],
-            "times_s": times[name],
+            "cell": cell, "impl": name, "ms_per_step": ms, "best_ms": best,
+            "ratio": ms / ref_ms, "best_ratio": best / ref_best,
+            "compile_s": impls[name][1], "times_s": times[name]["times_s"], "param_diff": diff,
         })  # fmt: skip
     cpu = platform.processor() or platform.machine()
     print(
-        f"LSTM {args.hidden}, row-by-row MNIST ({source}), batch {args.batch_size}, SGD "
-        f"{args.lr}: {args.steps} steps per run, median of {args.repeats}; "
+        f"{cell.upper()} {args.hidden}, row-by-row MNIST ({source}), batch {args.batch_size}, "
+        f"SGD {args.lr}: {args.steps} steps per run, median of {args.repeats}; "
         f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} cores {cpu}"
     )
-    print(f"{'impl':<10} {'median ms/step':>14} {'vs reference':>12} {'best ms/step':>12} "
-          f"{'vs reference':>12} {'compile s':>9}")  # fmt: skip
+    print(f"{'impl':<12} {'median ms/step':>14} {'vs ' + ref:>12} {'best ms/step':>12} "
+          f"{'vs ' + ref:>12} {'compile s':>9}")  # fmt: skip
     for r in rows:
         best = f"{r['best_ms']:>12.1f} {r['best_ratio']:>11.2f}x"
-        print(f"{r['impl']:<10} {r['ms_per_step']:>14.1f} {r['ratio']:>11.2f}x {best} "
+        print(f"{r['impl']:<12} {r['ms_per_step']:>14.1f} {r['ratio']:>11.2f}x {best} "
               f"{r['compile_s']:>9.1f}")  # fmt: skip
-    print(f"jnet vs reference after {args.steps} steps: max |param diff| {diff:.1e}; first "
-          f"losses {float(l_jnet[0]):.6f} / {float(l_ref[0]):.6f}")  # fmt: skip
+    print(f"jnet vs {ref} after {args.steps} steps: max |param diff| {diff:.1e}; first "
+          f"losses {float(l_jnet[0]):.6f} / {float(l_ref[0]):.6f}\n")  # fmt: skip
+    return rows, torch_version
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    import jax
+
+    xb, yb, source = load_batches(args)
+    rows, torch_version = [], None
+    for cell in args.cells:
+        cell_rows, torch_version = time_cell(args, cell, xb, yb, source)
+        rows += cell_rows
     if torch_version:
         print(f"torch {torch_version}, {args.torch_threads or os.cpu_count()} threads")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"command": shlex.join(["python", "benchmarks/lstm.py", *(argv or sys.argv[1:])]),
-                "jax": jax.__version__, "torch": torch_version, "param_diff": diff}  # fmt: skip
+                "jax": jax.__version__, "torch": torch_version}  # fmt: skip
         args.json.write_text(json.dumps({"rows": rows, **meta}, indent=1) + "\n")
     return rows
 

@@ -1,6 +1,7 @@
 """A ResNet-style block stack: jnet's hand-written backward beside jax.grad (and PyTorch).
 
     python benchmarks/resnet.py [--steps 10] [--repeats 5] [--batch 128] [--no-torch]
+                                [--lowering xla]
 
 Network (MNIST 28 x 28 x 1, SAME convolutions, batch norm in training mode throughout):
 conv16 3x3, BN, relu; two blocks `relu(x + BN(conv16(relu(BN(conv16(x))))))`; a block to 32
@@ -165,8 +166,9 @@ def main(argv=None) -> dict:
     # Probe: jnet and the reference in both lowerings, a few steps each; keep each's faster.
     px, py = xs[: args.probe_steps], ys[: args.probe_steps]
     best = {
-        label: fastest({low: runner(make(network(low)), px, py)[0] for low in conv.LOWERINGS},
-                       label, args.probe_steps)
+        label: args.lowering or fastest(
+            {low: runner(make(network(low)), px, py)[0] for low in conv.LOWERINGS},
+            label, args.probe_steps)
         for label, make in (("jnet", hand_written), ("reference", autodiff))
     }  # fmt: skip
 

@@ -5,8 +5,9 @@ initial state is zeros. `return_sequences=True` gives every step's state `(N, T,
 False only the last one, `(N, H)`. The cells' step maths live in `recurrent_cells`.
 
 How it runs (the same for all three; docs/recurrent_backward.md has the derivation):
-  forward: the input projection `x_t w_x + b` of all T steps is ONE matmul outside the
-    scan; a `lax.scan` over time (time-major) does only `h_{t-1} w_h` and the gates.
+  forward: a `lax.scan` over time (time-major) does `h_{t-1} w_h` and the gates; the input
+    projection `x_t w_x + b` runs inside it on a CPU, and as ONE matmul over all T steps
+    before it elsewhere (`recurrent_cells.hoist_input_projection`).
   backward: a reverse `lax.scan` carries dh (and dc for lstm) back through time and
     stacks the pre-activation gradients; after it, `dw_x`, `dw_h`, `db` and `dx` are
     ONE matmul (or sum) each over all steps, so the scan body holds one matmul.
@@ -36,7 +37,14 @@ from jnet.layers.checks import (
     positive_int,
     real_number,
 )
-from jnet.layers.recurrent_cells import ACTIVATIONS, Cell, gru_cell, lstm_cell, rnn_cell
+from jnet.layers.recurrent_cells import (
+    ACTIVATIONS,
+    Cell,
+    gru_cell,
+    hoist_input_projection,
+    lstm_cell,
+    rnn_cell,
+)
 
 
 def rnn(hidden: int, *, activation: str = "tanh", return_sequences: bool = True) -> Layer:
@@ -203,12 +211,14 @@ def _recurrent(
         t, d = x.shape[-2:]
         lead = x.shape[:-2]
         xs = jnp.swapaxes(x.reshape(-1, t, d), 0, 1)  # time-major (T, B, D)
-        a = xs @ params["w_x"] + params["b"]  # all T input projections: one matmul
+        hoist = hoist_input_projection()  # all T input projections as one matmul, or per step
+        a = xs @ params["w_x"] + params["b"] if hoist else xs
         m = None if mask is None else jnp.swapaxes(mask.reshape(-1, t), 0, 1)[..., None]
-        zero = jnp.zeros((xs.shape[1], hidden), a.dtype)
+        zero = jnp.zeros((xs.shape[1], hidden), jnp.result_type(xs, params["w_x"], params["b"]))
 
         def step(state, inputs):
             a_t, m_t = inputs
+            a_t = a_t if hoist else a_t @ params["w_x"] + params["b"]
             new, saved = cell.step(params, a_t, state)
             if m_t is not None:  # padded: keep the state
                 new = tuple(jnp.where(m_t, n, s) for n, s in zip(new, state, strict=True))

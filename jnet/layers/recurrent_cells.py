@@ -3,8 +3,8 @@
 `recurrent.py` runs a cell over time (the scans, masks, the matmuls outside the scan);
 a cell only says what one step computes. Everything here is time-major and per step:
 
-  a  (N, gates*H): the input projection x_t w_x + b, computed for all steps at once
-     outside the scan;
+  a  (N, gates*H): the input projection x_t w_x + b (computed for all steps at once
+     before the scan, or per step inside it: `hoist_input_projection`);
   state: a tuple, (h,) for rnn and gru, (h, c) for lstm, each (N, H).
 
   step(params, a, state) -> (new_state, saved): saved is what `back` needs beyond the
@@ -31,6 +31,21 @@ class Cell(NamedTuple):
     step: Callable
     back: Callable
     recurrent_bias: bool = False  # a separate b_h (GRU, reset after the product)
+
+
+def hoist_input_projection() -> bool:
+    """Whether the forward computes `x_t w_x + b` of all T steps as one matmul before its scan
+    (True), or each step's `(N, D) x (D, gates*H)` product inside the scan body (False).
+
+    Decided at trace time by the backend: False on a CPU, True elsewhere. On XLA:CPU the
+    per-step product measured 0.71-0.82x the hoisted step's time for an LSTM(128) at D = 28,
+    128 and 512 on a loaded machine, about the same on a quieter one (BENCHMARKS.md, LSTM):
+    hoisting writes a `(T, N, gates*H)` array and reads it back a slice per step, memory
+    traffic that costs more than the small matmuls save when the caches are contended.
+    On a GPU one large matmul saves T small kernel launches. The backward is the same
+    either way (its weight gradients are one matmul each over all steps).
+    """
+    return jax.default_backend() != "cpu"
 
 
 # Activations by name, each with its derivative written in terms of its output y.

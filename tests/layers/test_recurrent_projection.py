@@ -1,0 +1,80 @@
+"""Where the recurrent layers' input projection `x_t w_x + b` runs: inside the scan on a CPU,
+as one matmul before it elsewhere (`recurrent_cells.hoist_input_projection`); both exact."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from _marks import fast_at
+
+import jnet
+from jnet.gradcheck import assert_trees_close
+from jnet.layers import recurrent
+
+N, T, D, H = 3, 6, 4, 5
+KINDS = {"rnn": jnet.rnn, "lstm": jnet.lstm, "gru": jnet.gru}
+MASK = jnp.asarray([[1, 1, 1, 0, 0, 0], [1, 0, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0]], bool)
+
+
+def randn(shape, seed):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
+
+
+def random_params(layer, seed=3):
+    shapes = jax.eval_shape(lambda k: layer.init(k, (N, T, D))[1], jax.random.key(0))
+    leaves, treedef = jax.tree.flatten(shapes)
+    return treedef.unflatten([0.5 * randn(s.shape, seed + i) for i, s in enumerate(leaves)])
+
+
+def dots_in_and_before_the_scan(layer, params, x):
+    """(dot_generals inside the forward's scan body, dot_generals outside it)."""
+    eqns = jax.make_jaxpr(lambda p, x: layer.forward(p, x)[0])(params, x).jaxpr.eqns
+    (scan,) = [e for e in eqns if e.primitive.name == "scan"]
+    inside = [e for e in scan.params["jaxpr"].jaxpr.eqns if e.primitive.name == "dot_general"]
+    return len(inside), sum(e.primitive.name == "dot_general" for e in eqns)
+
+
+@pytest.mark.parametrize("hoist", [False, True], ids=["cpu", "hoisted"])
+def test_the_projection_runs_in_the_scan_on_a_cpu_and_before_it_when_hoisted(hoist, monkeypatch):
+    if hoist:
+        monkeypatch.setattr(recurrent, "hoist_input_projection", lambda: True)
+    else:
+        assert jax.default_backend() == "cpu" and not recurrent.hoist_input_projection()
+    layer = jnet.lstm(H)
+    inside, before = dots_in_and_before_the_scan(layer, random_params(layer), randn((N, T, D), 1))
+    # The scan body always holds h w_h; x_t w_x joins it unless hoisted out.
+    assert (inside, before) == ((1, 1) if hoist else (2, 0))
+
+
+@pytest.mark.parametrize("kind", fast_at(list(KINDS), {0}))
+def test_both_placements_give_the_same_exact_gradients(kind, monkeypatch):
+    x = randn((N, T, D), 1)
+    out = {}
+    for hoist in (False, True):
+        monkeypatch.setattr(recurrent, "hoist_input_projection", lambda hoist=hoist: hoist)
+
+        @jax.jit
+        def run(x):
+            res = []
+            for seq in (True, False):
+                layer = KINDS[kind](H, return_sequences=seq)
+                params = random_params(layer)
+                dy = randn((N, T, H) if seq else (N, H), 2)
+                for inp in (x, (x, MASK)):
+                    y, cache = layer.forward(params, inp)
+                    got = layer.backward(params, cache, (dy, None) if isinstance(y, tuple) else dy)
+                    got = (got[0], got[1][0] if isinstance(inp, tuple) else got[1])
+
+                    def f(p, x0, inp=inp, layer=layer):
+                        y = layer.forward(p, (x0, inp[1]) if isinstance(inp, tuple) else x0)[0]
+                        return y[0] if isinstance(y, tuple) else y
+
+                    _, vjp = jax.vjp(f, params, x)
+                    res.append((y[0] if isinstance(y, tuple) else y, got, vjp(dy)))
+            return res
+
+        out[hoist] = run(x)
+        for _, got, want in out[hoist]:
+            assert_trees_close(got, want, rtol=1e-10, atol=1e-14)
+    for (y0, g0, _), (y1, g1, _) in zip(out[False], out[True], strict=True):
+        assert_trees_close((y0, g0), (y1, g1), rtol=1e-12, atol=1e-14)
