@@ -56,6 +56,7 @@ COMMANDS = {
     "benchmarks/attention_memory.py": ["--quick"],
     "benchmarks/host_data.py": ["--quick", *DATA],
     "benchmarks/gradcheck.py": ["--quick", "--tasks", "layer"],
+    "benchmarks/gpu_all.py": ["--quick", "--out", "{out}"],
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ import sys
 
 import gpu_all
 import pytest
+from _scripts_support import run as run_script
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -110,14 +111,12 @@ def test_every_steps_flags_parse_with_its_scripts_own_parser(quick, tmp_path, mo
 
 
 @pytest.mark.slow
-def test_quick_run_of_every_step_through_the_shell_wrapper(tmp_path):
-    """The real steps at toy sizes on the CPU (about 1.5 min of CPU time), as CI runs them."""
+def test_quick_run_of_every_step(tmp_path_factory):
+    """The real steps at toy sizes on the CPU (about 1.5 min of CPU time), as CI runs them:
+    the run tests/experiments/test_scripts.py checks too."""
     before = {n: (REPO / n).read_text() for n in ("README.md", "BENCHMARKS.md")}
-    env = {**os.environ, "PYTHON": sys.executable, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run(
-        ["bash", "benchmarks/gpu_all.sh", "--quick", "--out", str(tmp_path)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    proc = run_script("benchmarks/gpu_all.py", tmp_path_factory)
+    tmp_path = proc.out
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     status = {s["step"]: s["status"] for s in summary["steps"]}
@@ -128,3 +127,11 @@ def test_quick_run_of_every_step_through_the_shell_wrapper(tmp_path):
     assert json.loads((tmp_path / "lstm" / "lstm.json").read_text())["rows"]
     assert "### resnet: ok" in (tmp_path / "BENCHMARKS.md").read_text()
     assert before == {n: (REPO / n).read_text() for n in before}  # --quick wrote copies only
+
+
+def test_the_shell_wrapper_runs_the_driver():
+    proc = subprocess.run(
+        ["bash", "benchmarks/gpu_all.sh", "--help"], cwd=REPO,
+        env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "--quick" in proc.stdout, proc.stderr
