@@ -22,7 +22,7 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from jnet.gradcheck.probes import RETRY_SUPPORT, STEPS, Probe, judge, line_values, unit_direction
+from jnet.gradcheck.probes import Probe, probe_input, unit_direction
 from jnet.gradcheck.report import VJPRow
 from jnet.gradcheck.tolerances import Tolerances, error_scale, fd_dtype, fd_floor, max_abs
 
@@ -214,7 +214,9 @@ def _differences(fc, x, n_out, cot, directional, tol, rng, jit):
     for p in range(len(cot)):
         for i in range(len(x)):
             along_u, scales = directional(p, i)
-            verdicts, n = _probe(evaluate, x_fd, base, i, along_u, scales, cot[p], eps, tol, rng)
+            verdicts, n = probe_input(
+                evaluate, x_fd, base, i, along_u, scales, cot[p], eps, tol, rng
+            )
             avoided += n
             for j, probe in enumerate(verdicts):
                 found[i, j].append(probe)
@@ -262,42 +264,3 @@ def _kink_notes(case, order, avoided, found, with_reference) -> list[str]:
             f"they are left out of fd err and not counted as failures; {where}"
         )
     return notes
-
-
-def _probe(evaluate, x_fd, base, i, along_u, scales, cots, eps, tol, rng):
-    """One probe of input leaf `i`: a verdict per output; kinked ones retried sparser.
-
-    `along_u(u)` is the derivative under test along `u`, `<v_j, J u>` for each output `j`.
-    """
-    shape = np.shape(x_fd[i])
-    result: list[Probe] = [Probe(0.0, "ok")] * len(scales)
-    pending, avoided = list(range(len(scales))), 0
-    for support in (1.0, *RETRY_SUPPORT):
-        u = unit_direction(rng, shape, support)
-
-        def along(t, u=u):
-            xs = list(x_fd)
-            xs[i] = (xs[i] + t * u).astype(xs[i].dtype)
-            return evaluate(xs)
-
-        def values(h, which, along=along):
-            vs = [cots[j] if j in which else None for j in range(len(scales))]
-            return line_values(along, base, h, vs, eps)
-
-        analytic = along_u(u)
-        diffs: dict[int, list] = {j: [] for j in pending}
-        missed = list(pending)
-        for fraction in STEPS:  # shrink the step only for the outputs that missed
-            step = values(tol.fd_eps * fraction, missed)
-            for j in missed:
-                diffs[j].append(step[j])
-                result[j] = judge(analytic[j], diffs[j], scales[j], tol.fd_tol)
-            missed = [j for j in missed if result[j].status != "ok"]
-            if not missed:
-                break
-        still = [j for j in pending if result[j].status == "kink"]
-        avoided += (len(pending) - len(still)) if support < 1.0 else 0
-        pending = still
-        if not pending:
-            break
-    return result, avoided

@@ -118,3 +118,42 @@ def judge(
 
 # Steps tried, as fractions of fd_eps, until the difference agrees with the VJP.
 STEPS = (1.0, 0.25, 0.0625)
+
+
+def probe_input(evaluate, x_fd, base, i, along_u, scales, cots, eps, tol, rng):
+    """One probe of input leaf `i`: a verdict per output; kinked ones retried sparser.
+
+    `along_u(u)` is the derivative under test along `u`, `<v_j, J u>` for each output `j`.
+    """
+    shape = np.shape(x_fd[i])
+    result: list[Probe] = [Probe(0.0, "ok")] * len(scales)
+    pending, avoided = list(range(len(scales))), 0
+    for support in (1.0, *RETRY_SUPPORT):
+        u = unit_direction(rng, shape, support)
+
+        def along(t, u=u):
+            xs = list(x_fd)
+            xs[i] = (xs[i] + t * u).astype(xs[i].dtype)
+            return evaluate(xs)
+
+        def values(h, which, along=along):
+            vs = [cots[j] if j in which else None for j in range(len(scales))]
+            return line_values(along, base, h, vs, eps)
+
+        analytic = along_u(u)
+        diffs: dict[int, list] = {j: [] for j in pending}
+        missed = list(pending)
+        for fraction in STEPS:  # shrink the step only for the outputs that missed
+            step = values(tol.fd_eps * fraction, missed)
+            for j in missed:
+                diffs[j].append(step[j])
+                result[j] = judge(analytic[j], diffs[j], scales[j], tol.fd_tol)
+            missed = [j for j in missed if result[j].status != "ok"]
+            if not missed:
+                break
+        still = [j for j in pending if result[j].status == "kink"]
+        avoided += (len(pending) - len(still)) if support < 1.0 else 0
+        pending = still
+        if not pending:
+            break
+    return result, avoided
