@@ -139,3 +139,19 @@ def test_divergence_on_host_batches_names_the_step_and_keeps_the_last_finite_sta
                  key=jax.random.key(0), progress=False)  # fmt: skip
     assert int(e.value.state.step) == 4 and e.value.history["epoch"] == []
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(e.value.params))
+
+
+@pytest.mark.slow
+def test_fit_trains_a_gpt_on_token_windows_drawn_on_the_device():
+    # The transformer's token stream as fit's third source: jnet.data.random_windows inside
+    # the compiled loop, validation on every non-overlapping window of a held-out stream.
+    ids = jnp.asarray(np.tile([0, 1, 2, 3, 4], 60), jnp.int32)  # the next token is learnable
+    train, val = ids[:240], ids[240:]
+    net = jnet.gpt(5, block_size=8, layers=1, heads=2, dim=16, bias=False)
+    source = jnet.train.sampled(lambda key: jnet.data.random_windows(key, train, 4, 8),
+                                steps_per_epoch=25)  # fmt: skip
+    result = jnet.fit(net, CE, optax.adam(1e-2), data=source, epochs=2, key=jax.random.key(0),
+                      validation=jnet.data.sequential_windows(val, 8), progress=False)  # fmt: skip
+    assert result.model_state == ()
+    assert result.history["val_loss"][-1] < 0.1 * np.log(5)  # from ln 5 at the start
+    assert result.history["val_accuracy"][-1] == 1.0
