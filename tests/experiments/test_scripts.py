@@ -83,6 +83,8 @@ def test_script_runs_as_its_users_run_it(script, tmp_path_factory, request):
         assert saved["command"].startswith(f"python {script}")
         for name in saved["files"]:
             assert is_png(done.out / name), name
+    elif script == "benchmarks/attention_memory.py":  # a table of bytes, not of times
+        assert "| T | jnet MiB |" in done.stdout and "jnet / naive" in done.stdout, done.stdout
     elif script == "benchmarks/gpu_all.py":  # a driver: its steps' summary (test_gpu_all.py)
         assert (done.out / "summary.json").is_file(), done.stdout[-2000:]
     else:  # a benchmark prints its table of timings

@@ -132,7 +132,15 @@ def test_init_output_shape_matches_forward(name, batch):
     params = jax.eval_shape(init, jax.random.key(0))
     key = jax.random.key(1) if case.uses_key else None
     x = jax.ShapeDtypeStruct(shape, jnp.int32 if net.vocab_size else jnp.float64)
-    out = jax.eval_shape(lambda p, x: net.forward(p, x, key=key)[0], params, x)
+
+    def forward(p, x):
+        return net.forward(p, x, key=key)[0]
+
+    if batch == 1 and name == "batch_norm[train] (N, C)":  # one value per channel: refused
+        with pytest.raises(ValueError, match="more than 1 value per channel when training"):
+            jax.eval_shape(forward, params, x)
+        return
+    out = jax.eval_shape(forward, params, x)
     assert out.shape == tuple(out_shape[0])
     assert out_shape[0][0] == batch
 
