@@ -13,10 +13,11 @@ from jnet.gradcheck.registry import CASES
 # the backward passes that are hardest to get right (convolution, max pooling with ties).
 CHECKED = {"dense", "conv2d 3x3 SAME", "max_pool ties after relu"}
 # Layer-level VJPs against jax.vjp, the cheap cases; pooling, residual blocks and recurrent
-# layers have their own checks against jax.vjp or jax.grad in tests/layers/'s fast path.
+# layers (and the transformer's: tests/layers/test_transformer_layers.py, test_attention.py)
+# have their own checks against jax.vjp or jax.grad in tests/layers/'s fast path.
 FAMILIES = {
     "dense", "relu", "softmax_cross_entropy[labels]", "conv2d 3x3 SAME",
-    "batch_norm[inference] after conv2d", "embedding repeated tokens",
+    "batch_norm[inference] after conv2d",
 }  # fmt: skip
 # The checks that repeat the above through another path (float32, apply, jit, vmap).
 SMOKE = {"dense"}

@@ -29,6 +29,7 @@ def _greedy_by_hand(net, params, prompt, new_tokens):
     return tokens
 
 
+@pytest.mark.slow  # the GPT one below too; the fast path samples in the other tests
 def test_top_k_1_is_greedy_decoding(model):
     net, params = model
     prompt = [3, 1, 4]

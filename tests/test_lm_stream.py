@@ -58,6 +58,7 @@ def test_stream_eval_is_the_mean_over_every_window():
     np.testing.assert_allclose(float(evaluate(params, ids)), want, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_fit_stream_learns_a_periodic_stream_and_keeps_a_history():
     net = bigram(V)
     ids = np.tile(np.arange(V, dtype=np.int32), 40)  # 0 1 2 ... 6 0 1 ...: next = (t + 1) % 7

@@ -41,6 +41,7 @@ def fake_repo(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow  # starts and kills processes
 def test_a_failing_or_hanging_step_loses_only_itself(tmp_path, monkeypatch):
     repo = fake_repo(tmp_path, monkeypatch)
     summary = gpu_all.main(["--out", str(repo / "res")])
@@ -75,6 +76,7 @@ def test_quick_skips_steps_without_a_toy_size_and_writes_copies(tmp_path, monkey
     assert "--quick: toy sizes" in (repo / "q" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_budget_bounds_every_step(tmp_path, monkeypatch):
     repo = fake_repo(tmp_path, monkeypatch)
     summary = gpu_all.main(["--out", str(repo / "b"), "--budget", "1.5", "--no-markdown"])

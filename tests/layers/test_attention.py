@@ -188,6 +188,7 @@ def _temp_bytes(forward, t, d=32, heads=2):
     return grad.lower(params, x).compile().memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow  # compiles three gradients; deterministic, so not a timed test
 def test_gradient_memory_is_linear_in_t_and_far_below_naive():
     """XLA's own accounting of a whole gradient (deterministic: compilation only)."""
     f = jnet.apply(jnet.self_attention(2))

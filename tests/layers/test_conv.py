@@ -129,6 +129,7 @@ def test_init_is_he_normal_with_zero_bias_and_names_follow_the_call():
     )
 
 
+@pytest.mark.slow  # compiles a forward per bad input; tests/layers/test_errors.py is fast
 def test_bad_inputs_raise_value_errors_naming_the_layer():
     layer = jnet.conv2d(4, 3)
     _, params = layer.init(jax.random.key(0), (1, 6, 6, 2))

@@ -61,6 +61,7 @@ def test_a_stateful_network_trains_its_state_and_evaluates_with_it(data, tmp_pat
     assert not np.allclose(trained[0]["mean"], state[0]["mean"])
 
 
+@pytest.mark.slow  # two fits and a checkpoint
 def test_the_model_state_survives_a_resume_bit_for_bit(data, tmp_path):
     x, y = data
     net = jnet.serial(running_mean(), jnet.dense(3))
@@ -122,6 +123,7 @@ def test_augmentation_runs_on_every_batch_with_its_own_key(data):
     assert not np.allclose(a[0]["w"], plain[0]["w"])
 
 
+@pytest.mark.slow
 def test_fit_appends_one_json_line_an_epoch(data, tmp_path):
     x, y = data
     net = jnet.serial(jnet.dense(3))
