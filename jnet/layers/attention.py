@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jnet import initializers
 from jnet.layers import attention_blocks as blocks
 from jnet.layers.base import Layer
-from jnet.layers.checks import check_float, param_dict, positive_int
+from jnet.layers.checks import check_float, param_dict, positive_int, split_pair
 
 # The longest T on the whole-matrix path, per backend. CPU: measured (BENCHMARKS.md,
 # "Attention memory"): tiles of 64 are as fast at T = 64 and faster beyond. Elsewhere: not
@@ -105,13 +105,7 @@ def self_attention(
         return ((shape, tuple(input_shape[1])) if pair else shape), params
 
     def check(params, x):
-        pair = isinstance(x, tuple | list)
-        if pair and len(x) != 2:
-            raise ValueError(
-                f"{name}: input must be x (N, T, D) or a pair (x, mask); got a "
-                f"{type(x).__name__} of {len(x)}"
-            )
-        x, mask = x if pair else (x, None)
+        x, mask, pair = split_pair(name, x)
         check_float(name, x)
         if x.ndim < 3 or x.shape[-2] < 1:
             raise ValueError(

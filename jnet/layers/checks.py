@@ -26,6 +26,19 @@ def check_float(name: str, x: jax.Array, what: str = "input") -> None:
         )
 
 
+def split_pair(name: str, x: Any) -> tuple[Any, Any, bool]:
+    """`(x, mask, pair)` of a sequence layer's input: `x (N, T, D)` alone (mask None) or the
+    pair `(x, mask)` that `masking` and the sequence layers pass on."""
+    pair = isinstance(x, tuple | list)
+    if pair and len(x) != 2:
+        raise ValueError(
+            f"{name}: input must be x (N, T, D) or a pair (x, mask); got a "
+            f"{type(x).__name__} of {len(x)}"
+        )
+    x, mask = x if pair else (x, None)
+    return x, mask, pair
+
+
 def check_ndim(name: str, x: jax.Array, ndim: int, layout: str) -> None:
     """Raises unless `x` has exactly `ndim` axes; `layout` names them, e.g. "(N, H, W, C)"."""
     if x.ndim != ndim:

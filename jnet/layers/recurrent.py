@@ -36,6 +36,7 @@ from jnet.layers.checks import (
     param_dict,
     positive_int,
     real_number,
+    split_pair,
 )
 from jnet.layers.recurrent_cells import (
     ACTIVATIONS,
@@ -172,13 +173,7 @@ def _recurrent(
         return ((out, tuple(input_shape[1])) if pair else out), params
 
     def check(params, x):
-        pair = isinstance(x, tuple | list)
-        if pair and len(x) != 2:
-            raise ValueError(
-                f"{name}: input must be x (N, T, D) or a pair (x, mask); got a "
-                f"{type(x).__name__} of {len(x)}"
-            )
-        x, mask = x if pair else (x, None)
+        x, mask, pair = split_pair(name, x)
         check_float(name, x)
         if x.ndim < 3:
             raise ValueError(
