@@ -137,16 +137,15 @@ def reference_forward(fused: bool, heads: int):
     return forward
 
 
+def gpt_of(cfg) -> jnet.Layer:
+    """The benchmarked GPT of a configuration (nanoGPT's, without biases)."""
+    return jnet.gpt(VOCAB, block_size=cfg["block"], layers=cfg["layers"], heads=cfg["heads"],
+                    dim=cfg["dim"], bias=False)  # fmt: skip
+
+
 def jax_rows(cfg, params, xs, ys) -> dict:
     """`{name: (compiled run(params) -> losses (steps,), compile_s)}` for jnet and jax.grad."""
-    net = jnet.gpt(
-        VOCAB,
-        block_size=cfg["block"],
-        layers=cfg["layers"],
-        heads=cfg["heads"],
-        dim=cfg["dim"],
-        bias=False,
-    )
+    net = gpt_of(cfg)
     opt = jnet.lm.nanogpt_adamw(LR, ITERS)
     step = jnet.make_step(net, jnet.softmax_cross_entropy, opt)
 
@@ -258,14 +257,7 @@ def bench(name: str, cfg: dict, args) -> dict:
     shape = (args.steps, cfg["batch"], cfg["block"])
     xs = jnp.asarray(rng.integers(0, VOCAB, shape), jnp.int32)  # timings do not depend on text
     ys = jnp.asarray(rng.integers(0, VOCAB, shape), jnp.int32)
-    net = jnet.gpt(
-        VOCAB,
-        block_size=cfg["block"],
-        layers=cfg["layers"],
-        heads=cfg["heads"],
-        dim=cfg["dim"],
-        bias=False,
-    )
+    net = gpt_of(cfg)
     _, params = net.init(jax.random.key(0), (1, cfg["block"]))
     rows = jax_rows(cfg, params, xs, ys)
     impls = [Impl(k, run, sec) for k, (run, sec) in rows.items()]
