@@ -8,10 +8,12 @@ the autodiff reference. Forward mode (`forward_rows`, for `check_jvp`): `jax.jvp
 Both judge `<v, J u>` against central differences of `fc` with `probes.judge`, and every
 entry of `vᵀJ` (or `J u`) against the reference with `tolerances.error_scale`.
 
-Speed: each check compiles one program for the derivatives under test and the reference
-together and one for the forward evaluations (small ones without XLA's backend
-optimisations: `compiled`), then runs them for every probe; directions and steps are formed
-on the host in numpy, so no eager operation is compiled on the way.
+Speed: a check compiles one program for the derivatives under test and the reference
+together, which also returns the function's value (small ones without XLA's backend
+optimisations: `compiled`), and runs it for every probe; a small check's finite differences
+run through it too, a large one's (or one differenced in float64 but computed in float32)
+through a second program. Directions and steps are formed on the host in numpy, so no eager
+operation is compiled on the way.
 """
 
 from __future__ import annotations
@@ -36,10 +38,25 @@ SMALL = 100_000
 
 
 def compiled(fun: Callable, x: list) -> Callable:
-    """`jax.jit(fun)`, quick to compile for a small check (`SMALL`), optimised otherwise."""
-    if sum(int(np.size(a)) for a in jax.tree.leaves(x)) < SMALL:
+    """`jax.jit(fun)`, quick to compile for a small check (`SMALL`), optimised otherwise.
+
+    `x`: the arrays (or `jax.ShapeDtypeStruct`s) the program works on, to size it.
+    """
+    if _size_of(x) < SMALL:
         return jax.jit(fun, compiler_options={"xla_backend_optimization_level": 0})
     return jax.jit(fun)
+
+
+def _size_of(x) -> int:
+    """Elements in the leaves of `x` (arrays or `jax.ShapeDtypeStruct`s)."""
+    return sum(math.prod(a.shape) if hasattr(a, "shape") else int(np.size(a))
+               for a in jax.tree.leaves(x))  # fmt: skip
+
+
+def on_device(a) -> jax.Array:
+    """`a` as a JAX array; numpy data is put on the device, not staged through a compiled
+    copy (which `jnp.asarray` compiles once per shape)."""
+    return a if isinstance(a, jax.Array) else jax.device_put(np.asarray(a))
 
 
 def _np(a) -> np.ndarray:
@@ -92,16 +109,17 @@ def reverse_rows(
     _same_shapes(case, y, fr, x)
     cot = [[rng.standard_normal(o.shape) for o in y] for _ in range(probes)]
 
-    def pulls(xs, ct):
-        got = [jax.vjp(fun, xs)[1](ct)[0] for fun in (fc, fr) if fun is not None]
-        return got + [None] * (2 - len(got))
+    def pulls(xs, ct):  # (f(xs), the VJP under test, the reference's)
+        out, pull = jax.vjp(fc, xs)
+        ref = None if fr is None else jax.vjp(fr, xs)[1](ct)[0]
+        return out, pull(ct)[0], ref
 
     pulls = compiled(pulls, x) if jit else pulls
     g_c, g_r = {}, {}
     for p in range(probes):
         for j in range(len(y)):
             ct = [_host(cot[p][j] if k == j else np.zeros(o.shape), o) for k, o in enumerate(y)]
-            c, r = pulls(x, ct)
+            _, c, r = pulls(x, ct)
             _check_shapes(case, c, x, in_labels)
             g_c[p, j] = [_np(g) for g in c]
             g_r[p, j] = None if r is None else [_np(g) for g in r]
@@ -115,7 +133,13 @@ def reverse_rows(
         scales = [max(typical(g), f) for g, f in zip(grads, floors, strict=True)]
         return (lambda u: [float(np.sum(g * u)) for g in grads]), scales
 
-    found, avoided, precision = _differences(fc, x, len(y), cot, directional, tol, rng, jit)
+    # A small check's differences evaluate f through `pulls` when it runs in the FD's dtype
+    # already: one program to compile, not two (the VJPs it also computes cost little there).
+    zeros = [_host(np.zeros(o.shape), o) for o in y]
+    shared = jit and _size_of(x) < SMALL and all(np.dtype(a.dtype) == fd_dtype() for a in x)
+    f_fd = (lambda xs: pulls(xs, zeros)[0]) if shared else fc
+    found, avoided, precision = _differences(f_fd, x, len(y), cot, directional, tol, rng,
+                                             jit and not shared)  # fmt: skip
 
     def block(p, i, j):
         return g_c[p, j][i], (None if fr is None else g_r[p, j][i])

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet.gradcheck import layers as per_layer
+from jnet.gradcheck.compare import on_device
 from jnet.gradcheck.report import GradientCheckError, GradientReport, NonFiniteInput, VJPRow
 from jnet.gradcheck.tolerances import (
     Tolerances,
@@ -84,7 +85,7 @@ def check_gradients(
       GradientCheckError naming the first failing leaf and the failing layers, if
       `raise_on_failure`. ValueError for non-finite inputs or unknown dtypes.
     """
-    x = jnp.asarray(x)
+    x = on_device(x)
     leaves = jax.tree.leaves(params)
     for what, tree in (("params", params), ("x", x)):
         floats = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(a), float)]

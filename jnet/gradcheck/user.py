@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jnet import losses
+from jnet.gradcheck.compare import compiled, on_device
 from jnet.gradcheck.gradients import check_gradients
 from jnet.gradcheck.report import GradientReport
 from jnet.layers.base import Layer, init_with_state
@@ -32,6 +33,32 @@ def _targets(loss_name: str, rng: np.random.Generator, out_shape: tuple, dtype: 
     if loss_name == "sigmoid_binary_cross_entropy":
         return rng.integers(0, 2, out_shape[:1]).astype(dtype)  # (N,), outputs (N, 1)
     return rng.standard_normal(out_shape).astype(dtype)
+
+
+def _drawn(layer: Layer, seed: int, shape: tuple, dtype: Any, training: bool) -> tuple:
+    """`(out_shape, params, state, training key)`: the layer's own init at `key(seed)`,
+    floating leaves cast to `dtype`, and `key(seed + 1)` when training (else None).
+
+    One compiled program: eager `jax.random` compiles a program per operation, which took
+    longer than checking a small layer. An init that does not trace runs eagerly.
+    """
+    box = {}
+
+    def draw(seed):
+        box["out_shape"], params, state = init_with_state(layer, jax.random.key(seed), shape)
+
+        def cast(a):
+            floating = jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != dtype
+            return a.astype(dtype) if floating else a
+
+        k_train = jax.random.key(seed + 1) if training else None
+        return jax.tree.map(cast, params), jax.tree.map(cast, state), k_train
+
+    try:
+        drawn = compiled(draw, jax.eval_shape(draw, seed))(seed)
+    except jax.errors.JAXTypeError:  # e.g. a Python branch on a drawn value
+        drawn = draw(seed)
+    return box["out_shape"], *drawn
 
 
 def load_factory(spec: str) -> Layer:
@@ -112,18 +139,11 @@ def check_layer(
             input_range = (0, layer.vocab_size)
         if input_range is not None:  # token ids: repeats are likely, the scatter-add's case
             ids = rng.integers(input_range[0], input_range[1], shape)
-            x = jnp.asarray(ids, input_dtype if integer else jnp.int32)
+            x = on_device(ids.astype(input_dtype if integer else np.int32))
         else:
-            x = jnp.asarray(rng.standard_normal(shape).astype(dtype))
-    out_shape, params, state = init_with_state(layer, jax.random.key(seed), x.shape)
-
-    def cast(a):
-        floating = jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != dtype
-        return a.astype(dtype) if floating else a
-
-    params, state = jax.tree.map(cast, params), jax.tree.map(cast, state)
-    y = jnp.asarray(_targets(loss.name, rng, tuple(out_shape), dtype))
-    k_train = jax.random.key(seed + 1) if training else None
+            x = on_device(rng.standard_normal(shape).astype(dtype))
+    out_shape, params, state, k_train = _drawn(layer, seed, x.shape, dtype, training)
+    y = on_device(_targets(loss.name, rng, tuple(out_shape), dtype))
     options.setdefault("raise_on_failure", False)
     options.setdefault("name", layer.name)
     return check_gradients(

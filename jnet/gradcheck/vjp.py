@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jnet.gradcheck.compare import reverse_rows
+from jnet.gradcheck.compare import on_device, reverse_rows
 from jnet.gradcheck.report import NonFiniteInput, NothingToCheck, VJPReport, VJPRow
 from jnet.gradcheck.tolerances import Tolerances, for_dtype, least_precise, warn_without_x64
 from jnet.trees import leaf_name
@@ -73,7 +73,7 @@ def prepare(
     ]
     if not diff:
         raise NothingToCheck(f"{where}: no floating-point array among the arguments")
-    x = [jnp.asarray(leaves[i]) for i in diff]
+    x = [on_device(leaves[i]) for i in diff]
     for i, a in zip(diff, x, strict=True):
         if not np.isfinite(np.asarray(a, np.float64)).all():
             raise NonFiniteInput(f"{where}: {labels[i]} contains NaN or inf")

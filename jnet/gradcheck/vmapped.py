@@ -62,8 +62,9 @@ def _refuses_one(net, params, x, key, state) -> str | None:
     """The forward's own ValueError on a batch of one (batch_norm training on one value per
     channel), if it raises one; None when it runs. A backward's fault is not a refusal: it
     is left to the check to report."""
+    one = jax.ShapeDtypeStruct((1, *x.shape[1:]), x.dtype)  # not x[:1]: an eager slice compiles
     try:
-        jax.eval_shape(lambda x: forward_with_state(net, params, x, key=key, state=state)[0], x[:1])
+        jax.eval_shape(lambda x: forward_with_state(net, params, x, key=key, state=state)[0], one)
     except ValueError as e:
         if isinstance(e, BackwardError) or getattr(e, "in_backward", False):
             return None
@@ -97,20 +98,26 @@ def per_example_rows(
     through_apply, _ = network_losses(net, loss, y, key, state)
     # A few examples show a batching fault as all would; sliced on the host (no eager op).
     x, y = np.asarray(x)[:EXAMPLES], np.asarray(y)[:EXAMPLES]
-    keys = None if key is None else jax.random.split(key, x.shape[0])
+    n = x.shape[0]
+
+    def split(key):  # inside the programs: an eager split and index each compile one
+        return None if key is None else jax.random.split(key, n)
+
     with_x = jnp.issubdtype(x.dtype, jnp.floating)
     grad = jax.grad(through_apply, argnums=(0, 1) if with_x else 0)
     in_axes = (None, 0, 0, None if key is None else 0)
     per_example = jax.vmap(grad, in_axes=in_axes)
+    keys = jax.eval_shape(split, key)
     notes = _bare_note(net, params, x, y, key, state, keys, per_example, name, with_x)
 
-    # Compiled: one program for all examples under vmap, one run per example for the loop
-    # (measured: cheaper to compile than a lax.map loop beside the vmap in one program).
-    hand = compiled(per_example, (params, x))(params, x[:, None], y[:, None], keys)
-    one = compiled(grad, (params, x))
-    ref = [one(params, x[i][None], y[i][None], None if keys is None else keys[i])
-           for i in range(x.shape[0])]  # fmt: skip
-    ref = jax.tree.map(lambda *a: np.stack([np.asarray(b) for b in a]), *ref)
+    def both(params, x, y, key):  # (under jax.vmap, example by example)
+        keys = split(key)
+        looped = [grad(params, x[i], y[i], None if key is None else keys[i]) for i in range(n)]
+        return per_example(params, x, y, keys), jax.tree.map(lambda *a: jnp.stack(a), *looped)
+
+    # One program for both sides (a loop of EXAMPLES calls unrolled beside the vmap: fewer
+    # programs to compile is what a small check's time is made of).
+    hand, ref = compiled(both, (params, x))(params, x[:, None], y[:, None], key)
     hand, ref = (hand, ref) if with_x else ((hand, None), (ref, None))
     rows = []
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
