@@ -31,5 +31,5 @@ def parse(doc: str, argv: Sequence[str] | None, *, steps: int, probe_steps: int)
             p.error(f"--{flag.replace('_', '-')} must be >= 1")
     from jnet import xla_flags  # XLA:CPU's Eigen convolutions, set before JAX starts
 
-    xla_flags.prefer_eigen_convolutions()
+    xla_flags.prefer_eigen_kernels()
     return args

@@ -56,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if min(args.steps, args.repeats, args.batch_size, args.hidden) < 1:
         p.error("--steps, --repeats, --batch-size and --hidden must be positive")
+    from jnet import xla_flags  # Eigen's matrix products in the scans, set before JAX starts
+
+    xla_flags.prefer_eigen_kernels()
     return args
 
 
@@ -285,6 +288,7 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     import jax
 
+    print(f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '')!r}")
     xb, yb, source = load_batches(args)
     rows, torch_version = [], None
     for cell in args.cells:

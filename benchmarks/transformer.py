@@ -344,7 +344,7 @@ def main(argv=None) -> list[dict]:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from jnet import xla_flags
 
-    xla_flags.prefer_eigen_convolutions()
+    xla_flags.prefer_eigen_kernels()
     names = (
         ["quick"] if args.quick else ["cpu"] + (["gpu"] if jax.default_backend() == "gpu" else [])
     )

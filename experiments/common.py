@@ -132,6 +132,9 @@ def parse(
 ) -> argparse.Namespace:
     """Parses `argv`; with `--quick`, `quick` replaces the defaults (explicit flags still win).
 
+    Before JAX starts, asks XLA:CPU for Eigen's convolutions and matrix products
+    (`jnet.xla_flags`).
+
     Then settles `args.out` and checks it now, not after minutes of training: without
     `--out`, results go to `results/<name>` (`results/<name>-quick` with `--quick`), where
     `name` is the parser's or `name(args)`; and a `--quick` run never replaces a full run's
@@ -142,9 +145,9 @@ def parse(
     if args.quick:
         p.set_defaults(**quick)
         args = p.parse_args(argv)
-    from jnet import xla_flags  # XLA:CPU's Eigen convolutions (faster CNNs), before JAX starts
+    from jnet import xla_flags  # XLA:CPU's Eigen kernels (faster CNNs, RNNs), before JAX starts
 
-    xla_flags.prefer_eigen_convolutions()
+    xla_flags.prefer_eigen_kernels()
     if getattr(args, "data_dir", False) is None and os.environ.get(DATA_DIR_ENV):
         try:  # a $JNET_DATA_DIR that does not exist: say so now, like a bad --data-dir
             existing_folder(os.environ[DATA_DIR_ENV])

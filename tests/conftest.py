@@ -10,7 +10,7 @@ from jnet.data import data_root
 # Gradient checks compare analytic gradients to ~1e-10: that needs float64.
 jax.config.update("jax_enable_x64", True)
 # Start JAX's backends now, with the environment's XLA_FLAGS: an experiment or benchmark
-# script run in-process (its flag parsing calls jnet.xla_flags.prefer_eigen_convolutions)
+# script run in-process (its flag parsing calls jnet.xla_flags.prefer_eigen_kernels)
 # then changes nothing, whichever test happens to come first.
 jax.devices()
 

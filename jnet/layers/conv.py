@@ -10,7 +10,7 @@
   exchanged), with the paddings of JAX's own transpose rules (`jax/_src/lax/convolution.py`).
 
 By default, chosen at trace time, GPUs and TPUs get "xla"; so does a CPU whose 2-D
-convolutions run on XLA's Eigen kernels (`jnet.xla_flags.prefer_eigen_convolutions`, 15-25%
+convolutions run on XLA's Eigen kernels (`jnet.xla_flags.prefer_eigen_kernels`, 15-25%
 faster a step), while one that leaves them to YNNPACK (XLA's default) gets "matmul", the
 faster there (BENCHMARKS.md). docs/conv_backward.md derives both backward passes.
 """
