@@ -95,6 +95,7 @@ def test_help_answers_in_well_under_a_second():
         assert seconds - bare < bound, f"{name} --help: {seconds:.2f} s, bare python {bare:.2f} s"
 
 
+@pytest.mark.slow  # the fast path's budget (CI runs it)
 def test_import_jnet_does_not_import_matplotlib():
     code = "import jnet, sys; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

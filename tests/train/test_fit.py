@@ -166,6 +166,7 @@ def test_same_key_same_run_bit_for_bit():
     assert not np.array_equal(params_c[0]["w"], params_a[0]["w"])
 
 
+@pytest.mark.slow  # the fast path's budget (CI runs it)
 def test_an_epoch_compiles_once_per_run(monkeypatch, caplog, tmp_path):
     # 103 examples in batches of 10: the last 3 are dropped, never a batch of another shape.
     x, y = blobs(103)

@@ -7,6 +7,7 @@ from _train_support import blobs
 import jnet
 
 
+@pytest.mark.slow  # the fast path's budget (CI runs it)
 def test_fit_returns_params_model_state_and_history_for_every_network():
     x, y = blobs(32, 4)
     kw = dict(epochs=2, batch_size=16, key=jax.random.key(0), progress=False)

@@ -40,6 +40,7 @@ def data():
     return three_blobs(96, 6, shift=3.0, dtype=np.float64)
 
 
+@pytest.mark.slow  # the fast path's budget (CI runs it)
 def test_a_stateful_network_trains_its_state_and_evaluates_with_it(data, tmp_path):
     x, y = data
     net = jnet.serial(running_mean(), jnet.dense(3))
