@@ -10,7 +10,13 @@ import numpy as np
 
 from jnet.gradcheck import layers as per_layer
 from jnet.gradcheck.compare import on_device
-from jnet.gradcheck.report import GradientCheckError, GradientReport, NonFiniteInput, VJPRow
+from jnet.gradcheck.report import (
+    GradientCheckError,
+    GradientReport,
+    NonFiniteInput,
+    NothingToCheck,
+    VJPRow,
+)
 from jnet.gradcheck.tolerances import (
     Tolerances,
     fd_dtype,
@@ -83,7 +89,8 @@ def check_gradients(
       A `GradientReport` (print it for the tables, `.to_dict()` for JSON).
     Raises:
       GradientCheckError naming the first failing leaf and the failing layers, if
-      `raise_on_failure`. ValueError for non-finite inputs or unknown dtypes.
+      `raise_on_failure`. ValueError for non-finite inputs (`NonFiniteInput`), an empty
+      batch (`NothingToCheck`) or unknown dtypes.
     """
     x = on_device(x)
     leaves = jax.tree.leaves(params)
@@ -91,6 +98,9 @@ def check_gradients(
         floats = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(jnp.result_type(a), float)]
         if not all(np.isfinite(np.asarray(a, np.float64)).all() for a in floats):
             raise NonFiniteInput(f"check_gradients: {what} contain NaN or inf; nothing to check")
+    if x.ndim and x.shape[0] == 0:
+        raise NothingToCheck(f"check_gradients: x has an empty batch, shape {x.shape}; nothing "
+                             "to check")  # fmt: skip
     notes = []
     if net.stateful and state is None:
         state = init_with_state(net, jax.random.key(0), x.shape)[2]

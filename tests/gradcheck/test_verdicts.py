@@ -112,6 +112,13 @@ def test_refusals_are_typed():
                         jnp.array([[jnp.inf, 0.0]]), jnp.zeros((1, 2)))  # fmt: skip
 
 
+def test_an_empty_batch_is_refused_not_failed():
+    """A batch of no examples has no derivative to judge: a typed refusal naming the shape,
+    not a FAIL report whose finite differences of a NaN mean read inf."""
+    with pytest.raises(NothingToCheck, match=r"x has an empty batch, shape \(0, 5\)"):
+        jnet.testing.assert_gradients(jnet.dense(3), (0, 5))
+
+
 @pytest.mark.slow
 def test_dx_none_is_a_zero_gradient_judged_under_the_layers_name():
     layer = none_dx()
