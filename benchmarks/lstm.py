@@ -4,12 +4,16 @@ Row-by-row MNIST (28 steps of 28 pixels), `lstm(128, return_sequences=False)` (o
 `rnn`: `--cells`) then `dense(10)`, softmax cross entropy, batch 128, plain SGD. One process,
 the same initial weights and the same batches for all rows of a cell:
 
-  jnet         `jnet.make_step` (the hand-written backward; dw_x, dw_h and dx one matmul
-               each outside the scans), `--steps` steps in one `lax.scan`.
+  jnet         `jnet.make_step` (the hand-written backward, with jnet's two placements for
+               this backend and cell, below), `--steps` steps in one `lax.scan`.
   jnet-hoisted the same with the input projection `x_t w_x + b` of all steps as one matmul
                before the forward scan: jnet's choice off the CPU; on the CPU jnet runs it
                inside the scan (`recurrent_cells.hoist_input_projection`). Off the CPU
                this row is `jnet-in-scan`, the other placement.
+  jnet-dw-after / jnet-dw-in-scan
+               the same with the other placement of the weight gradients: summed inside
+               the reverse scan, or one matmul each over all steps after it (jnet sums the
+               GRU's in the scan on a CPU: `recurrent_cells.accumulate_in_scan`).
   reference    (lstm) `jax.value_and_grad` of the same forward with the input projection
                hoisted out of the scan + optax SGD, in the same kind of scan.
   ref-naive    the same, with `x_t w_x` inside the scan body: how a scan RNN is often written.
@@ -123,7 +127,7 @@ def jax_impls(args, params, net, xb, yb, cell="lstm"):
     import optax
 
     import jnet
-    from jnet.layers import recurrent
+    from jnet.layers import recurrent, recurrent_cells
 
     opt = optax.sgd(args.lr)
     loss = jnet.softmax_cross_entropy
@@ -141,15 +145,24 @@ def jax_impls(args, params, net, xb, yb, cell="lstm"):
         return state.params, m["loss"]
 
     state = jnet.init_state(net, opt, jax.random.key(0), (1, 28, 28), params=params)
-    choose = recurrent.hoist_input_projection
-    other = not choose()  # the placement of the input projection jnet does not pick here
-    for name, hoist in (("jnet", None), ("jnet-hoisted" if other else "jnet-in-scan", other)):
-        if hoist is not None:  # traced with the other placement
-            recurrent.hoist_input_projection = lambda: other
+    # jnet's choices, then each of its two placements switched to the other one.
+    hoist, in_scan = recurrent.hoist_input_projection, recurrent.accumulate_in_scan
+    cells = {"lstm": recurrent_cells.lstm_cell, "gru": recurrent_cells.gru_cell,
+             "rnn": lambda: recurrent_cells.rnn_cell("tanh")}  # fmt: skip
+    summed = in_scan(cells[cell]())
+    hoists = hoist()
+    variants = (
+        ("jnet", {}),
+        ("jnet-in-scan" if hoists else "jnet-hoisted", {"hoist_input_projection": not hoists}),
+        ("jnet-dw-after" if summed else "jnet-dw-in-scan", {"accumulate_in_scan": not summed}),
+    )
+    for name, switched in variants:
+        for attr, value in switched.items():
+            setattr(recurrent, attr, lambda *_, value=value: value)
         try:  # a new function object: jax.jit's trace cache must not hand back the first
             compiled, sec = timed_jit(lambda *a: jnet_run(*a), state, xb, yb)
         finally:
-            recurrent.hoist_input_projection = choose
+            recurrent.hoist_input_projection, recurrent.accumulate_in_scan = hoist, in_scan
         impls[name] = (lambda c=compiled: jax.block_until_ready(c(state, xb, yb)), sec)
 
     refs = (("reference", True),) if cell == "lstm" else ()
@@ -273,11 +286,11 @@ def time_cell(args, cell, xb, yb, source) -> tuple[list[dict], str | None]:
         f"SGD {args.lr}: {args.steps} steps per run, median of {args.repeats}; "
         f"{jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} cores {cpu}"
     )
-    print(f"{'impl':<12} {'median ms/step':>14} {'vs ' + ref:>12} {'best ms/step':>12} "
+    print(f"{'impl':<18} {'median ms/step':>14} {'vs ' + ref:>12} {'best ms/step':>12} "
           f"{'vs ' + ref:>12} {'compile s':>9}")  # fmt: skip
     for r in rows:
         best = f"{r['best_ms']:>12.1f} {r['best_ratio']:>11.2f}x"
-        print(f"{r['impl']:<12} {r['ms_per_step']:>14.1f} {r['ratio']:>11.2f}x {best} "
+        print(f"{r['impl']:<18} {r['ms_per_step']:>14.1f} {r['ratio']:>11.2f}x {best} "
               f"{r['compile_s']:>9.1f}")  # fmt: skip
     print(f"jnet vs {ref} after {args.steps} steps: max |param diff| {diff:.1e}; first "
           f"losses {float(l_jnet[0]):.6f} / {float(l_ref[0]):.6f}\n")  # fmt: skip

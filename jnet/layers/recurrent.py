@@ -10,7 +10,8 @@ How it runs (the same for all three; docs/recurrent_backward.md has the derivati
     before it elsewhere (`recurrent_cells.hoist_input_projection`).
   backward: a reverse `lax.scan` carries dh (and dc for lstm) back through time and
     stacks the pre-activation gradients; after it, `dw_x`, `dw_h`, `db` and `dx` are
-    ONE matmul (or sum) each over all steps, so the scan body holds one matmul.
+    ONE matmul (or sum) each over all steps, so the scan body holds one matmul. The GRU on
+    a CPU sums them inside the scan instead (`recurrent_cells.accumulate_in_scan`).
 Program size does not grow with T.
 
 Variable-length batches: pass the pair `(x, mask)`, mask `(N, T)` bool (or 0/1 numbers),
@@ -41,6 +42,7 @@ from jnet.layers.checks import (
 from jnet.layers.recurrent_cells import (
     ACTIVATIONS,
     Cell,
+    accumulate_in_scan,
     gru_cell,
     hoist_input_projection,
     lstm_cell,
@@ -241,12 +243,14 @@ def _recurrent(
         else:
             dys, d_last = None, dy.reshape(b, hidden).astype(dtype)
         w_h_t = params["w_h"].T
+        in_scan = accumulate_in_scan(cell)
 
-        def step(dstate, inputs):
-            saved_t, prev_t, new_t, dy_t, m_t = inputs
+        def step(carry, inputs):
+            dstate, acc = carry
+            saved_t, prev_t, new_t, dy_t, m_t, x_t = inputs
             dh = dstate[0] if dy_t is None else dstate[0] + dy_t
             direct, da, du = cell.back(params, saved_t, prev_t, new_t, (dh, *dstate[1:]))
-            dh_prev = (da if du is None else du) @ w_h_t  # the one matmul in the loop
+            dh_prev = (da if du is None else du) @ w_h_t  # the state's matmul
             if direct[0] is not None:
                 dh_prev = dh_prev + direct[0]
             dprev = (dh_prev, *direct[1:])
@@ -254,22 +258,37 @@ def _recurrent(
                 dprev = tuple(jnp.where(m_t, g, s) for g, s in zip(dprev, dstate, strict=True))
                 da = jnp.where(m_t, da, 0)
                 du = None if du is None else jnp.where(m_t, du, 0)
-            return dprev, (da, du)
+            if not in_scan:
+                return (dprev, acc), (da, du)
+            du = da if du is None else du
+            acc = {
+                "w_x": acc["w_x"] + x_t.T @ da,
+                "w_h": acc["w_h"] + prev_t[0].T @ du,
+                "b": acc["b"] + da.sum(0),
+                **({"b_h": acc["b_h"] + du.sum(0)} if cell.recurrent_bias else {}),
+            }
+            return (dprev, acc), da @ params["w_x"].T
 
         d0 = (d_last,) + (zero,) * (cell.states - 1)
-        _, (da, du) = jax.lax.scan(step, d0, (saved, prev, states, dys, m), reverse=True)
-        da2 = da.reshape(-1, width)
-        du2 = da2 if du is None else du.reshape(-1, width)
-        # The weight gradients of all T steps at once: one matmul each.
-        grads = {
-            "w_x": xs.reshape(-1, d).T @ da2,
-            "w_h": prev[0].reshape(-1, hidden).T @ du2,
-            "b": da2.sum(0),
-        }
-        if cell.recurrent_bias:
-            grads["b_h"] = du2.sum(0)
+        acc0 = {k: jnp.zeros(params[k].shape, dtype) for k in keys} if in_scan else None
+        inputs = (saved, prev, states, dys, m, xs if in_scan else None)
+        (_, grads), out = jax.lax.scan(step, (d0, acc0), inputs, reverse=True)
+        if in_scan:
+            dx = jnp.swapaxes(out, 0, 1)
+        else:  # the weight gradients of all T steps at once: one matmul each
+            da, du = out
+            da2 = da.reshape(-1, width)
+            du2 = da2 if du is None else du.reshape(-1, width)
+            grads = {
+                "w_x": xs.reshape(-1, d).T @ da2,
+                "w_h": prev[0].reshape(-1, hidden).T @ du2,
+                "b": da2.sum(0),
+            }
+            if cell.recurrent_bias:
+                grads["b_h"] = du2.sum(0)
+            dx = jnp.einsum("tbk,dk->btd", da, params["w_x"])
         grads = {k: g.astype(params[k].dtype) for k, g in grads.items()}
-        dx = jnp.einsum("tbk,dk->btd", da, params["w_x"]).reshape(lead + (t, d)).astype(xs.dtype)
+        dx = dx.reshape(lead + (t, d)).astype(xs.dtype)
         return grads, ((dx, None) if m is not None else dx)
 
     return Layer(init, forward, backward, name)

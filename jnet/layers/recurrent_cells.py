@@ -48,6 +48,22 @@ def hoist_input_projection() -> bool:
     return jax.default_backend() != "cpu"
 
 
+def accumulate_in_scan(cell: Cell) -> bool:
+    """Whether the backward's reverse scan also sums the weight gradients and computes each
+    step's dx (True), or stacks the pre-activation gradients and does all T steps' `dw_x`,
+    `dw_h`, the biases and `dx` as one matmul (or sum) each after it (False).
+
+    Decided at trace time: True on a CPU for a cell whose recurrent gradient `du` differs
+    from `da` (the GRU's, `recurrent_bias`), False otherwise. After the scan the GRU needs two
+    stacked `(T, N, 3H)` arrays, da and du, written in the scan and read back; summing in the
+    scan spares both, and measured 0.84-0.86x the other form's training step on a 2-core CPU
+    (BENCHMARKS.md, GRU). The LSTM and the RNN stack one array (their du is da): the LSTM
+    measured alike either way, the RNN 1.1-1.2x slower summing in the scan. Off the CPU the
+    three extra small matmuls per step would be three more kernel launches (not measured).
+    """
+    return cell.recurrent_bias and jax.default_backend() == "cpu"
+
+
 # Activations by name, each with its derivative written in terms of its output y.
 ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
     "tanh": (jnp.tanh, lambda y: 1 - y * y),
@@ -85,11 +101,11 @@ def lstm_cell() -> Cell:
         i, f, o = (jax.nn.sigmoid(z[:, k * hidden : (k + 1) * hidden]) for k in (0, 1, 3))
         g = jnp.tanh(z[:, 2 * hidden : 3 * hidden])
         c_new = f * c + i * g
-        return (o * jnp.tanh(c_new), c_new), jnp.concatenate([i, f, g, o], axis=-1)
+        return (o * jnp.tanh(c_new), c_new), (i, f, g, o)
 
     def back(params, acts, prev, new, dnew):
         (_, c_prev), (_, c_new), (dh, dc) = prev, new, dnew
-        i, f, g, o = jnp.split(acts, 4, axis=-1)
+        i, f, g, o = acts
         tc = jnp.tanh(c_new)
         dc = dc + dh * o * (1 - tc * tc)  # through h' = o tanh(c')
         dz = jnp.concatenate(
@@ -120,11 +136,11 @@ def gru_cell() -> Cell:
         r, z = rz[:, :hidden], rz[:, hidden:]
         u_n = u[:, 2 * hidden :]
         n = jnp.tanh(a[:, 2 * hidden :] + r * u_n)
-        return (n + z * (h - n),), (jnp.concatenate([rz, n], axis=-1), u_n)
+        return (n + z * (h - n),), (rz, n, u_n)
 
     def back(params, saved, prev, new, dnew):
-        acts, u_n = saved
-        r, z, n = jnp.split(acts, 3, axis=-1)
+        rz, n, u_n = saved
+        r, z = jnp.split(rz, 2, axis=-1)
         ((h,), (dh,)) = prev, dnew
         dan = dh * (1 - z) * (1 - n * n)  # gradient of n's pre-activation a_n + r u_n
         dar = dan * u_n * r * (1 - r)

@@ -1,5 +1,7 @@
 """Where the recurrent layers' input projection `x_t w_x + b` runs: inside the scan on a CPU,
-as one matmul before it elsewhere (`recurrent_cells.hoist_input_projection`); both exact."""
+as one matmul before it elsewhere (`recurrent_cells.hoist_input_projection`); where the backward
+sums the weight gradients: in its reverse scan for the GRU on a CPU, after it otherwise
+(`recurrent_cells.accumulate_in_scan`). Every combination exact."""
 
 import jax
 import jax.numpy as jnp
@@ -46,12 +48,35 @@ def test_the_projection_runs_in_the_scan_on_a_cpu_and_before_it_when_hoisted(hoi
     assert (inside, before) == ((1, 1) if hoist else (2, 0))
 
 
+def dots_in_the_backward_scan(layer, params, x):
+    def backward(p, x):
+        y, cache = layer.forward(p, x)
+        return layer.backward(p, cache, jnp.ones_like(y))
+
+    eqns = jax.make_jaxpr(backward)(params, x).jaxpr.eqns
+    (scan,) = [e for e in eqns if e.primitive.name == "scan" and e.params["reverse"]]
+    return sum(e.primitive.name == "dot_general" for e in scan.params["jaxpr"].jaxpr.eqns)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_the_gru_sums_its_weight_gradients_in_the_reverse_scan_on_a_cpu(kind):
+    assert jax.default_backend() == "cpu"
+    layer = KINDS[kind](H)
+    dots = dots_in_the_backward_scan(layer, random_params(layer), randn((N, T, D), 1))
+    # dh w_h^T always; the GRU adds h^T du, x_t^T da and da w_x^T there.
+    assert dots == (4 if kind == "gru" else 1)
+
+
+PLACEMENTS = [(hoist, summed) for hoist in (False, True) for summed in (False, True)]
+
+
 @pytest.mark.parametrize("kind", fast_at(list(KINDS), set()))
-def test_both_placements_give_the_same_exact_gradients(kind, monkeypatch):
+def test_every_placement_gives_the_same_exact_gradients(kind, monkeypatch):
     x = randn((N, T, D), 1)
     out = {}
-    for hoist in (False, True):
+    for hoist, summed in PLACEMENTS:
         monkeypatch.setattr(recurrent, "hoist_input_projection", lambda hoist=hoist: hoist)
+        monkeypatch.setattr(recurrent, "accumulate_in_scan", lambda cell, s=summed: s)
 
         @jax.jit
         def run(x):
@@ -73,8 +98,10 @@ def test_both_placements_give_the_same_exact_gradients(kind, monkeypatch):
                     res.append((y[0] if isinstance(y, tuple) else y, got, vjp(dy)))
             return res
 
-        out[hoist] = run(x)
-        for _, got, want in out[hoist]:
+        out[hoist, summed] = run(x)
+        for _, got, want in out[hoist, summed]:
             assert_trees_close(got, want, rtol=1e-10, atol=1e-14)
-    for (y0, g0, _), (y1, g1, _) in zip(out[False], out[True], strict=True):
-        assert_trees_close((y0, g0), (y1, g1), rtol=1e-12, atol=1e-14)
+    first = out[PLACEMENTS[0]]
+    for placement in PLACEMENTS[1:]:
+        for (y0, g0, _), (y1, g1, _) in zip(first, out[placement], strict=True):
+            assert_trees_close((y0, g0), (y1, g1), rtol=1e-12, atol=1e-14)
