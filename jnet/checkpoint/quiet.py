@@ -4,7 +4,10 @@ Orbax runs each operation on an asyncio loop it closes when the operation ends. 
 or write of a checkpoint fails (a corrupt array, a full disk), TensorStore still completes the
 others afterwards and calls back into the closed loop; each callback's
 `RuntimeError: Event loop is closed` goes to `sys.unraisablehook`, which prints a traceback
-per array. They say nothing the error jnet raises (or the warning it gives) does not.
+per array. The other arrays' read tasks fail too, and when the garbage collector frees them
+asyncio logs `Task exception was never retrieved` with a traceback, one per array, whenever
+the collector happens to run. They say nothing the error jnet raises (or the warning it gives)
+does not.
 """
 
 from __future__ import annotations
@@ -34,6 +37,25 @@ def ignore_closed_loop_callbacks() -> None:
     unraisable exception goes to the hook that was installed before. Idempotent."""
     if not getattr(sys.unraisablehook, "jnet_filters_closed_loops", False):
         sys.unraisablehook = _filtering(sys.unraisablehook)
+
+
+class _OrphanedOrbaxTasks(logging.Filter):
+    """Drops asyncio's `Task exception was never retrieved` for orbax's own coroutines only."""
+
+    jnet_drops_orphaned_orbax_tasks = True
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        orphaned = message.startswith("Task exception was never retrieved")
+        return not (orphaned and "orbax" in message)
+
+
+def ignore_orphaned_orbax_tasks() -> None:
+    """Filters the `asyncio` logger's reports of orbax's failed, never-awaited read and write
+    tasks; every other asyncio message is kept. Idempotent."""
+    logger = logging.getLogger("asyncio")
+    if not any(getattr(f, "jnet_drops_orphaned_orbax_tasks", False) for f in logger.filters):
+        logger.addFilter(_OrphanedOrbaxTasks())
 
 
 @contextlib.contextmanager

@@ -21,7 +21,11 @@ import numpy as np
 
 from jnet.checkpoint.digest import array_digest, meta_digest
 from jnet.checkpoint.lock import FolderLock
-from jnet.checkpoint.quiet import absl_errors_silenced, ignore_closed_loop_callbacks
+from jnet.checkpoint.quiet import (
+    absl_errors_silenced,
+    ignore_closed_loop_callbacks,
+    ignore_orphaned_orbax_tasks,
+)
 
 
 def _leaves(state) -> dict[str, Any]:
@@ -94,6 +98,7 @@ class Checkpointer:
 
         self._ocp = ocp
         ignore_closed_loop_callbacks()  # a failed read or write would print one traceback an array
+        ignore_orphaned_orbax_tasks()  # and so would its other arrays' tasks, when collected
         self.directory = pathlib.Path(directory).absolute()
         _check_writable(self.directory)  # fail now, not after training up to the first save
         self._lock = FolderLock(self.directory) if lock and jax.process_index() == 0 else None
