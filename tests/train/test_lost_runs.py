@@ -137,6 +137,7 @@ ORPHANED_TASKS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh process
 def test_orbaxs_orphaned_read_tasks_are_not_reported_and_others_are():
     done = subprocess.run(
         [sys.executable, "-c", ORPHANED_TASKS], capture_output=True, text=True, timeout=60
