@@ -11,7 +11,7 @@ total budget (`--budget`, 540 s), so one that fails or hangs loses only itself:
   cnn-speed   experiments/mnist_cnn.py --parts speed: training seconds to 99.0% test
   cnn         benchmarks/cnn.py --no-torch
   resnet      benchmarks/resnet.py --no-torch
-  lstm        benchmarks/lstm.py --no-torch
+  lstm        benchmarks/lstm.py --cells lstm gru rnn --no-torch
   transformer benchmarks/transformer.py --no-torch            (when the file exists)
   gpt         experiments/shakespeare_char.py --config gpu --iters 500 (when the file exists)
 
@@ -91,10 +91,11 @@ STEPS = (
     Step("resnet", "benchmarks/resnet.py", ("--steps", "50", "--repeats", "5", "--no-torch"),
          TINY_CONV, 60, "ResNet block stack step, jnet vs jax.grad"),
     Step("lstm", "benchmarks/lstm.py",
-         ("--steps", "50", "--repeats", "5", "--no-torch", "--json", "{out}/lstm.json"),
+         ("--cells", "lstm", "gru", "rnn", "--steps", "50", "--repeats", "5", "--no-torch",
+          "--json", "{out}/lstm.json"),
          ("--steps", "2", "--repeats", "1", "--batch-size", "8", "--hidden", "8", "--no-torch",
           "--json", "{out}/lstm.json"),
-         45, "LSTM step (row-by-row MNIST), jnet vs jax.grad"),
+         60, "LSTM, GRU and RNN steps (row-by-row MNIST), jnet vs jax.grad"),
     Step("transformer", "benchmarks/transformer.py", ("--no-torch",), None, 60,
          "transformer step, jnet vs jax.grad"),
     # 500 of the GPU config's 5000 iterations: its ms per iteration within this run's budget;
