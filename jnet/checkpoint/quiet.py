@@ -42,8 +42,6 @@ def ignore_closed_loop_callbacks() -> None:
 class _OrphanedOrbaxTasks(logging.Filter):
     """Drops asyncio's `Task exception was never retrieved` for orbax's own coroutines only."""
 
-    jnet_drops_orphaned_orbax_tasks = True
-
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         orphaned = message.startswith("Task exception was never retrieved")
@@ -54,7 +52,7 @@ def ignore_orphaned_orbax_tasks() -> None:
     """Filters the `asyncio` logger's reports of orbax's failed, never-awaited read and write
     tasks; every other asyncio message is kept. Idempotent."""
     logger = logging.getLogger("asyncio")
-    if not any(getattr(f, "jnet_drops_orphaned_orbax_tasks", False) for f in logger.filters):
+    if not any(isinstance(f, _OrphanedOrbaxTasks) for f in logger.filters):
         logger.addFilter(_OrphanedOrbaxTasks())
 
 

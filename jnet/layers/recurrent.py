@@ -242,8 +242,18 @@ def _recurrent(
             dys, d_last = jnp.swapaxes(dy.reshape(b, t, hidden), 0, 1).astype(dtype), zero
         else:
             dys, d_last = None, dy.reshape(b, hidden).astype(dtype)
-        w_h_t = params["w_h"].T
         in_scan = accumulate_in_scan(cell)
+        w_h_t = params["w_h"].T
+        w_x_t = params["w_x"].T if in_scan else None  # each step's dx, summing in the scan
+
+        def weight_grads(x, h_prev, da, du):
+            """dw_x, dw_h and the biases from rows of x, h_{t-1}, da and du (du None: da):
+            one step's rows inside the scan, or all T steps' stacked after it."""
+            du = da if du is None else du
+            grads = {"w_x": x.T @ da, "w_h": h_prev.T @ du, "b": da.sum(0)}
+            if cell.recurrent_bias:
+                grads["b_h"] = du.sum(0)
+            return grads
 
         def step(carry, inputs):
             dstate, acc = carry
@@ -260,14 +270,8 @@ def _recurrent(
                 du = None if du is None else jnp.where(m_t, du, 0)
             if not in_scan:
                 return (dprev, acc), (da, du)
-            du = da if du is None else du
-            acc = {
-                "w_x": acc["w_x"] + x_t.T @ da,
-                "w_h": acc["w_h"] + prev_t[0].T @ du,
-                "b": acc["b"] + da.sum(0),
-                **({"b_h": acc["b_h"] + du.sum(0)} if cell.recurrent_bias else {}),
-            }
-            return (dprev, acc), da @ params["w_x"].T
+            acc = jax.tree.map(jnp.add, acc, weight_grads(x_t, prev_t[0], da, du))
+            return (dprev, acc), da @ w_x_t
 
         d0 = (d_last,) + (zero,) * (cell.states - 1)
         acc0 = {k: jnp.zeros(params[k].shape, dtype) for k in keys} if in_scan else None
@@ -278,14 +282,8 @@ def _recurrent(
         else:  # the weight gradients of all T steps at once: one matmul each
             da, du = out
             da2 = da.reshape(-1, width)
-            du2 = da2 if du is None else du.reshape(-1, width)
-            grads = {
-                "w_x": xs.reshape(-1, d).T @ da2,
-                "w_h": prev[0].reshape(-1, hidden).T @ du2,
-                "b": da2.sum(0),
-            }
-            if cell.recurrent_bias:
-                grads["b_h"] = du2.sum(0)
+            du2 = None if du is None else du.reshape(-1, width)
+            grads = weight_grads(xs.reshape(-1, d), prev[0].reshape(-1, hidden), da2, du2)
             dx = jnp.einsum("tbk,dk->btd", da, params["w_x"])
         grads = {k: g.astype(params[k].dtype) for k, g in grads.items()}
         dx = dx.reshape(lead + (t, d)).astype(xs.dtype)
